@@ -1,1 +1,47 @@
+//! # stacklstm
+//!
+//! Stacked LSTM networks with Keras semantics and native speed: several LSTM layers, each
+//! earlier one returning its whole sequence, then a Dense head — Keras'
+//! `Sequential([LSTM(50, return_sequences=True), LSTM(50), Dense(1)])`.
+//!
+//! Weights use the Keras layout (kernel `[D, 4H]`, recurrent kernel `[H, 4H]`, bias `[4H]`,
+//! gate order i, f, c, o), so Keras weights load unchanged and outputs agree with Keras to
+//! 1e-5. Shapes at the API are `[batch, timesteps, features]`.
+//!
+//! ```
+//! use ndarray::Array3;
+//! use stacklstm::{Dense, Lstm, Sequential};
+//!
+//! let model = Sequential::new()
+//!     .input_shape(3, 1)                         // timesteps, features
+//!     .add(Lstm::new(50).return_sequences(true))
+//!     .add(Lstm::new(50))
+//!     .add(Dense::new(1))
+//!     .seed(42)
+//!     .build()?;
+//! println!("{}", model.summary());
+//! let x = Array3::from_shape_vec((1, 3, 1), vec![0.1, 0.2, 0.3]).unwrap();
+//! let y = model.predict(&x)?;
+//! assert_eq!(y.shape(), &[1, 1]);
+//! # Ok::<(), stacklstm::Error>(())
+//! ```
+#![warn(missing_docs)]
 
+pub mod activation;
+pub mod error;
+pub mod init;
+pub mod kernels;
+pub mod layers;
+pub mod loss;
+pub mod model;
+
+pub use activation::Activation;
+pub use error::{Error, Result};
+pub use layers::dense::{Dense, DenseLayer};
+pub use layers::lstm::{Lstm, LstmLayer, LstmOutput};
+pub use loss::Loss;
+pub use model::{Layer, LayerSpec, Model, ParamMut, Sequential, Workspace};
+
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,22 @@
+//! The tutorial's deep stack: four hidden LSTM layers (the first three return sequences),
+//! then Dense(1).
+use ndarray::Array3;
+use stacklstm::{Dense, Lstm, Sequential};
+
+fn main() -> stacklstm::Result<()> {
+    let model = Sequential::new()
+        .input_shape(3, 1)
+        .add(Lstm::new(20).return_sequences(true))
+        .add(Lstm::new(20).return_sequences(true))
+        .add(Lstm::new(10).return_sequences(true))
+        .add(Lstm::new(5))
+        .add(Dense::new(1))
+        .seed(1)
+        .build()?;
+    println!("{}", model.summary());
+    let x =
+        Array3::from_shape_vec((1, 3, 1), vec![0.1, 0.2, 0.3]).expect("3 values fill [1, 3, 1]");
+    let y = model.predict(&x)?;
+    println!("prediction, shape {:?}:\n{y}", y.shape());
+    Ok(())
+}

@@ -1,0 +1,327 @@
+//! The fused LSTM gate pass, forward and backward, one timestep at a time.
+//!
+//! Legend: `B` = batch, `H` = units. A gates row holds four `H`-wide blocks in Keras order
+//! i, f, c, o ([`GATE_I`] ...). With `σ` the recurrent activation and `φ` the activation:
+//!
+//! ```text
+//! forward:   i = σ(z_i)  f = σ(z_f)  g = φ(z_c)  o = σ(z_o)
+//!            c = f ⊙ c_prev + i ⊙ g        h = o ⊙ φ(c)
+//! backward:  dc  += dh ⊙ o ⊙ φ'(φ(c))                 (dc arrives from step t+1)
+//!            dz_o = dh ⊙ φ(c) ⊙ σ'(o)      dz_i = dc ⊙ g ⊙ σ'(i)
+//!            dz_f = dc ⊙ c_prev ⊙ σ'(f)    dz_c = dc ⊙ i ⊙ φ'(g)
+//!            dc_prev = dc ⊙ f
+//! ```
+//! (derivatives taken from post-activation values, see [`crate::Activation`]; the full
+//! derivation is in `docs/lstm-backward.md`).
+//!
+//! Each pass is one loop over contiguous blocks with no branches in the default
+//! (sigmoid, tanh) case, compiled three times (AVX-512, AVX2+FMA, baseline) and chosen at
+//! run time, so a portable binary gets vector code.
+
+use crate::activation::Activation;
+use crate::kernels::math::{sigmoid_fast, tanh_fast};
+
+/// Offset (in blocks of `H`) of the input gate.
+pub const GATE_I: usize = 0;
+/// Offset (in blocks of `H`) of the forget gate.
+pub const GATE_F: usize = 1;
+/// Offset (in blocks of `H`) of the cell candidate.
+pub const GATE_C: usize = 2;
+/// Offset (in blocks of `H`) of the output gate.
+pub const GATE_O: usize = 3;
+
+/// Buffers of one forward step. Shapes in comments.
+pub struct StepForward<'a> {
+    /// `[B, 4H]`: pre-activations in, post-activations (i, f, g, o) out.
+    pub gates: &'a mut [f32],
+    /// `[B, H]`: cell state of the previous step.
+    pub c_prev: &'a [f32],
+    /// `[B, H]`: new cell state.
+    pub c: &'a mut [f32],
+    /// `[B, H]`: `φ(c)`, kept for backward.
+    pub phi_c: &'a mut [f32],
+    /// `[B, H]`: new hidden state.
+    pub h: &'a mut [f32],
+}
+
+/// Buffers of one backward step. Shapes in comments.
+pub struct StepBackward<'a> {
+    /// `[B, 4H]`: post-activation gates of this step.
+    pub gates: &'a [f32],
+    /// `[B, H]`: cell state of the previous step.
+    pub c_prev: &'a [f32],
+    /// `[B, H]`: `φ(c)` of this step.
+    pub phi_c: &'a [f32],
+    /// `[B, H]`: total gradient reaching `h` of this step.
+    pub dh: &'a [f32],
+    /// `[B, H]`: gradient w.r.t. `c` of this step in, w.r.t. `c_prev` out.
+    pub dc: &'a mut [f32],
+    /// `[B, 4H]`: gradient w.r.t. the pre-activations `z`.
+    pub dgates: &'a mut [f32],
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Baseline,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+fn level() -> Level {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Level::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Level::Avx2;
+        }
+    }
+    Level::Baseline
+}
+
+#[inline(always)]
+fn forward_body<R: Fn(f32) -> f32, P: Fn(f32) -> f32>(
+    s: StepForward<'_>,
+    units: usize,
+    ra: R,
+    act: P,
+) {
+    let h4 = 4 * units;
+    let rows = s.gates.chunks_exact_mut(h4);
+    let cps = s.c_prev.chunks_exact(units);
+    let cs = s.c.chunks_exact_mut(units);
+    let pcs = s.phi_c.chunks_exact_mut(units);
+    let hs = s.h.chunks_exact_mut(units);
+    for ((((row, cp), c), pc), h) in rows.zip(cps).zip(cs).zip(pcs).zip(hs) {
+        let (zi, rest) = row.split_at_mut(units);
+        let (zf, rest) = rest.split_at_mut(units);
+        let (zc, zo) = rest.split_at_mut(units);
+        for k in 0..units {
+            let i = ra(zi[k]);
+            let f = ra(zf[k]);
+            let g = act(zc[k]);
+            let o = ra(zo[k]);
+            let cn = f * cp[k] + i * g;
+            let p = act(cn);
+            zi[k] = i;
+            zf[k] = f;
+            zc[k] = g;
+            zo[k] = o;
+            c[k] = cn;
+            pc[k] = p;
+            h[k] = o * p;
+        }
+    }
+}
+
+#[inline(always)]
+fn backward_body<R: Fn(f32) -> f32, P: Fn(f32) -> f32>(
+    s: StepBackward<'_>,
+    units: usize,
+    ra_grad: R,
+    act_grad: P,
+) {
+    let h4 = 4 * units;
+    let rows = s.gates.chunks_exact(h4);
+    let drows = s.dgates.chunks_exact_mut(h4);
+    let cps = s.c_prev.chunks_exact(units);
+    let pcs = s.phi_c.chunks_exact(units);
+    let dhs = s.dh.chunks_exact(units);
+    let dcs = s.dc.chunks_exact_mut(units);
+    for (((((row, drow), cp), pc), dh), dc) in rows.zip(drows).zip(cps).zip(pcs).zip(dhs).zip(dcs) {
+        let (gi, rest) = row.split_at(units);
+        let (gf, rest) = rest.split_at(units);
+        let (gc, go) = rest.split_at(units);
+        let (di, rest) = drow.split_at_mut(units);
+        let (df, rest) = rest.split_at_mut(units);
+        let (dcc, dout) = rest.split_at_mut(units);
+        for k in 0..units {
+            let (i, f, g, o) = (gi[k], gf[k], gc[k], go[k]);
+            let dct = dc[k] + dh[k] * o * act_grad(pc[k]);
+            dout[k] = dh[k] * pc[k] * ra_grad(o);
+            di[k] = dct * g * ra_grad(i);
+            df[k] = dct * cp[k] * ra_grad(f);
+            dcc[k] = dct * i * act_grad(g);
+            dc[k] = dct * f;
+        }
+    }
+}
+
+/// Dispatches one body to the best instruction set, specialising the default activations.
+macro_rules! multiversion {
+    ($name:ident, $body:ident, $step:ty, $fast_r:expr, $fast_p:expr, $gen_r:ident, $gen_p:ident) => {
+        mod $name {
+            use super::*;
+
+            #[inline(always)]
+            fn run(s: $step, units: usize, ra: Activation, act: Activation) {
+                if ra == Activation::Sigmoid && act == Activation::Tanh {
+                    $body(s, units, $fast_r, $fast_p)
+                } else {
+                    $body(s, units, |x| ra.$gen_r(x), |x| act.$gen_p(x))
+                }
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+            fn avx512(s: $step, units: usize, ra: Activation, act: Activation) {
+                run(s, units, ra, act)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2(s: $step, units: usize, ra: Activation, act: Activation) {
+                run(s, units, ra, act)
+            }
+
+            pub fn dispatch(s: $step, units: usize, ra: Activation, act: Activation) {
+                match level() {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `level()` returned Avx512 only after detecting avx512f,
+                    // avx512vl and fma (avx2 is implied by avx512f) on this CPU.
+                    Level::Avx512 => unsafe { avx512(s, units, ra, act) },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `level()` returned Avx2 only after detecting avx2 and fma.
+                    Level::Avx2 => unsafe { avx2(s, units, ra, act) },
+                    Level::Baseline => run(s, units, ra, act),
+                }
+            }
+        }
+    };
+}
+
+multiversion!(
+    fwd,
+    forward_body,
+    StepForward<'_>,
+    sigmoid_fast,
+    tanh_fast,
+    apply,
+    apply
+);
+multiversion!(
+    bwd,
+    backward_body,
+    StepBackward<'_>,
+    |y: f32| y * (1.0 - y),
+    |y: f32| 1.0 - y * y,
+    grad_from_output,
+    grad_from_output
+);
+
+/// Runs the forward gate pass of one timestep (see the module docs).
+///
+/// `recurrent` is `σ` (applied to i, f, o), `activation` is `φ` (cell candidate and output).
+pub fn forward_step(
+    s: StepForward<'_>,
+    units: usize,
+    recurrent: Activation,
+    activation: Activation,
+) {
+    debug_assert_eq!(s.gates.len(), 4 * s.c.len());
+    debug_assert_eq!(s.c_prev.len(), s.c.len());
+    debug_assert_eq!(s.h.len(), s.c.len());
+    debug_assert_eq!(s.phi_c.len(), s.c.len());
+    fwd::dispatch(s, units, recurrent, activation)
+}
+
+/// Runs the backward gate pass of one timestep (see the module docs).
+pub fn backward_step(
+    s: StepBackward<'_>,
+    units: usize,
+    recurrent: Activation,
+    activation: Activation,
+) {
+    debug_assert_eq!(s.gates.len(), 4 * s.dc.len());
+    debug_assert_eq!(s.dgates.len(), s.gates.len());
+    debug_assert_eq!(s.dh.len(), s.dc.len());
+    bwd::dispatch(s, units, recurrent, activation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scalar reference: the same equations with libm functions in f64.
+    fn reference(z: &[f32], cp: &[f32], units: usize) -> (Vec<f64>, Vec<f64>) {
+        let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+        let mut c = vec![0.0; cp.len()];
+        let mut h = vec![0.0; cp.len()];
+        for b in 0..cp.len() / units {
+            for k in 0..units {
+                let zz = |g: usize| f64::from(z[b * 4 * units + g * units + k]);
+                let (i, f, g, o) = (sig(zz(0)), sig(zz(1)), zz(2).tanh(), sig(zz(3)));
+                let cn = f * f64::from(cp[b * units + k]) + i * g;
+                c[b * units + k] = cn;
+                h[b * units + k] = o * cn.tanh();
+            }
+        }
+        (c, h)
+    }
+
+    #[test]
+    fn forward_matches_f64_reference() {
+        let (b, u) = (3, 37);
+        let mut rng = crate::init::Rng::new(3);
+        let z: Vec<f32> = (0..b * 4 * u)
+            .map(|_| rng.uniform(-6.0, 6.0) as f32)
+            .collect();
+        let cp: Vec<f32> = (0..b * u).map(|_| rng.uniform(-2.0, 2.0) as f32).collect();
+        let mut gates = z.clone();
+        let (mut c, mut pc, mut h) = (vec![0.0; b * u], vec![0.0; b * u], vec![0.0; b * u]);
+        forward_step(
+            StepForward {
+                gates: &mut gates,
+                c_prev: &cp,
+                c: &mut c,
+                phi_c: &mut pc,
+                h: &mut h,
+            },
+            u,
+            Activation::Sigmoid,
+            Activation::Tanh,
+        );
+        let (rc, rh) = reference(&z, &cp, u);
+        for k in 0..b * u {
+            assert!((f64::from(c[k]) - rc[k]).abs() < 1e-6, "c[{k}]");
+            assert!((f64::from(h[k]) - rh[k]).abs() < 1e-6, "h[{k}]");
+        }
+    }
+
+    #[test]
+    fn fast_and_generic_paths_agree_bit_for_bit() {
+        // The specialised (sigmoid, tanh) path and the generic path share the math.
+        let (b, u) = (2, 19);
+        let mut rng = crate::init::Rng::new(5);
+        let z: Vec<f32> = (0..b * 4 * u)
+            .map(|_| rng.uniform(-5.0, 5.0) as f32)
+            .collect();
+        let cp: Vec<f32> = (0..b * u).map(|_| rng.uniform(-1.0, 1.0) as f32).collect();
+        let run = |fast: bool| {
+            let mut gates = z.clone();
+            let (mut c, mut pc, mut h) = (vec![0.0; b * u], vec![0.0; b * u], vec![0.0; b * u]);
+            let s = StepForward {
+                gates: &mut gates,
+                c_prev: &cp,
+                c: &mut c,
+                phi_c: &mut pc,
+                h: &mut h,
+            };
+            if fast {
+                forward_body(s, u, sigmoid_fast, tanh_fast);
+            } else {
+                let (ra, act) = (Activation::Sigmoid, Activation::Tanh);
+                forward_body(s, u, |x| ra.apply(x), |x| act.apply(x));
+            }
+            (gates, c, h)
+        };
+        assert_eq!(run(true), run(false));
+    }
+}

@@ -1,0 +1,896 @@
+//! The LSTM layer: spec, built layer, cache, forward and hand-derived backward.
+//!
+//! Legend: `B` = batch, `T` = timesteps, `D` = input width, `H` = units. Internal buffers
+//! are time-major (`[T, B, ..]`), so one timestep is one contiguous `[B, ..]` block.
+//!
+//! Forward, for t = 0..T (gate order i, f, c, o; `σ` = recurrent activation, `φ` = activation):
+//! ```text
+//! Z       = X · kernel + bias                  one GEMM for all timesteps: [T·B, 4H]
+//! Z[t]   += h[t-1] · recurrent_kernel           one GEMM per step:          [B, 4H]
+//! i, f, g, o = σ(Z_i), σ(Z_f), φ(Z_c), σ(Z_o)   fused gate pass
+//! c[t] = f ⊙ c[t-1] + i ⊙ g;   h[t] = o ⊙ φ(c[t])
+//! ```
+//! Backward, for t = T-1..0:
+//! ```text
+//! dh[t]  = dY[t] + dZ[t+1] · recurrent_kernelᵀ  (from the layer above and from step t+1)
+//! dZ[t]  = gate backward (see kernels::gates), dc carried to t-1
+//! then once:  d kernel += Xᵀ · dZ    d recurrent_kernel += H_prevᵀ · dZ
+//!             d bias   += Σ_rows dZ  dX = dZ · kernelᵀ
+//! ```
+//! The derivation is in `docs/lstm-backward.md`. No heap allocation happens inside the
+//! time loops: every buffer is sized once per call and reused across calls.
+
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayView3, IxDyn};
+use serde::{Deserialize, Serialize};
+
+use crate::activation::Activation;
+use crate::error::{shape_str, Error, Result};
+use crate::init::{glorot_uniform, orthogonal, Rng};
+use crate::kernels::gates::{self, StepBackward, StepForward, GATE_F};
+use crate::kernels::matmul::{sgemm, Trans};
+use crate::layers::{check_size, to_batch_major, to_time_major};
+
+/// Specification of an LSTM layer, with Keras' options and defaults.
+///
+/// # Shapes
+/// Input `[batch, timesteps, features]`; output `[batch, units]`, or
+/// `[batch, timesteps, units]` with `return_sequences(true)`.
+///
+/// # Example
+/// ```
+/// use stacklstm::{Activation, Lstm};
+/// let spec = Lstm::new(50).return_sequences(true).recurrent_activation(Activation::HardSigmoid);
+/// assert_eq!(spec.units, 50);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Lstm {
+    /// Number of hidden units `H`.
+    pub units: usize,
+    /// Output the whole sequence of hidden states, not only the last one.
+    pub return_sequences: bool,
+    /// Also return the final `(h, c)` (only when calling the layer directly, see
+    /// [`LstmLayer::call`]; a `Sequential` passes one tensor between layers).
+    pub return_state: bool,
+    /// Add a bias to the gate pre-activations.
+    pub use_bias: bool,
+    /// `φ`, applied to the cell candidate and to the cell state.
+    pub activation: Activation,
+    /// `σ`, applied to the input, forget and output gates.
+    pub recurrent_activation: Activation,
+    /// Initialise the forget-gate bias to 1 (only affects initialisation).
+    pub unit_forget_bias: bool,
+    /// Fraction of the input units to drop during training (one mask per sequence).
+    pub dropout: f32,
+    /// Fraction of the recurrent units to drop during training (one mask per sequence).
+    pub recurrent_dropout: f32,
+    /// Layer name; Keras-style defaults (`lstm`, `lstm_1`, ...) when `None`.
+    pub name: Option<String>,
+}
+
+impl Default for Lstm {
+    fn default() -> Self {
+        Lstm {
+            units: 1,
+            return_sequences: false,
+            return_state: false,
+            use_bias: true,
+            activation: Activation::Tanh,
+            recurrent_activation: Activation::Sigmoid,
+            unit_forget_bias: true,
+            dropout: 0.0,
+            recurrent_dropout: 0.0,
+            name: None,
+        }
+    }
+}
+
+impl Lstm {
+    /// An LSTM with `units` hidden units and Keras' defaults for everything else.
+    #[must_use]
+    pub fn new(units: usize) -> Self {
+        Lstm {
+            units,
+            ..Lstm::default()
+        }
+    }
+    /// Sets `return_sequences`.
+    #[must_use]
+    pub fn return_sequences(mut self, on: bool) -> Self {
+        self.return_sequences = on;
+        self
+    }
+    /// Sets `return_state`.
+    #[must_use]
+    pub fn return_state(mut self, on: bool) -> Self {
+        self.return_state = on;
+        self
+    }
+    /// Sets `use_bias`.
+    #[must_use]
+    pub fn use_bias(mut self, on: bool) -> Self {
+        self.use_bias = on;
+        self
+    }
+    /// Sets `activation` (`φ`).
+    #[must_use]
+    pub fn activation(mut self, a: Activation) -> Self {
+        self.activation = a;
+        self
+    }
+    /// Sets `recurrent_activation` (`σ`).
+    #[must_use]
+    pub fn recurrent_activation(mut self, a: Activation) -> Self {
+        self.recurrent_activation = a;
+        self
+    }
+    /// Sets `unit_forget_bias`.
+    #[must_use]
+    pub fn unit_forget_bias(mut self, on: bool) -> Self {
+        self.unit_forget_bias = on;
+        self
+    }
+    /// Sets `dropout` (input dropout rate in `[0, 1)`).
+    #[must_use]
+    pub fn dropout(mut self, rate: f32) -> Self {
+        self.dropout = rate;
+        self
+    }
+    /// Sets `recurrent_dropout` (rate in `[0, 1)`).
+    #[must_use]
+    pub fn recurrent_dropout(mut self, rate: f32) -> Self {
+        self.recurrent_dropout = rate;
+        self
+    }
+    /// Sets the layer name.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Number of weights for input width `d`: `4H(D + H) + 4H` (Keras' count).
+    pub fn param_count(&self, d: usize) -> usize {
+        let g = 4 * self.units;
+        g * (d + self.units) + if self.use_bias { g } else { 0 }
+    }
+
+    /// Checks the options, and that the layer's size is sane, before anything is allocated.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the layer and the bad option.
+    pub fn validate(&self, name: &str, input_width: usize) -> Result<()> {
+        if self.units == 0 {
+            return Err(Error::config(format!(
+                "layer '{name}' (LSTM): units must be at least 1, got 0"
+            )));
+        }
+        for (what, a) in [
+            ("activation", self.activation),
+            ("recurrent_activation", self.recurrent_activation),
+        ] {
+            if !a.is_elementwise() {
+                return Err(Error::config(format!(
+                    "layer '{name}' (LSTM): {what} '{a}' is not elementwise; use tanh, sigmoid, hard_sigmoid, relu or linear"
+                )));
+            }
+        }
+        for (what, r) in [
+            ("dropout", self.dropout),
+            ("recurrent_dropout", self.recurrent_dropout),
+        ] {
+            if !(0.0..1.0).contains(&r) {
+                return Err(Error::config(format!(
+                    "layer '{name}' (LSTM): {what} must be in [0, 1), got {r}"
+                )));
+            }
+        }
+        check_size(
+            name,
+            "LSTM",
+            &[self.units, 4, input_width.max(self.units) + 1],
+        )
+    }
+}
+
+/// A built LSTM layer: the spec plus weights and their gradients (Keras layout).
+#[derive(Debug, Clone)]
+pub struct LstmLayer {
+    /// The options it was built from.
+    pub spec: Lstm,
+    /// Layer name.
+    pub name: String,
+    /// Input width `D`.
+    pub input_width: usize,
+    /// `[D, 4H]`, gate blocks i, f, c, o.
+    pub kernel: Vec<f32>,
+    /// `[H, 4H]`.
+    pub recurrent_kernel: Vec<f32>,
+    /// `[4H]`; empty when `use_bias` is false.
+    pub bias: Vec<f32>,
+    /// Gradient of `kernel`, accumulated by backward.
+    pub grad_kernel: Vec<f32>,
+    /// Gradient of `recurrent_kernel`.
+    pub grad_recurrent_kernel: Vec<f32>,
+    /// Gradient of `bias`.
+    pub grad_bias: Vec<f32>,
+}
+
+/// What forward keeps for backward, and backward's scratch. Reused across calls.
+#[derive(Debug, Default, Clone)]
+pub struct LstmCache {
+    /// Timesteps and batch of the last forward.
+    pub(crate) t: usize,
+    pub(crate) b: usize,
+    /// `[T, B, 4H]`: post-activation gates i, f, g, o.
+    gates: Vec<f32>,
+    /// `[T+1, B, H]`: h[-1] = h0, then h[0..T].
+    hs: Vec<f32>,
+    /// `[T+1, B, H]`: c[-1] = c0, then c[0..T].
+    cs: Vec<f32>,
+    /// `[T, B, H]`: φ(c[t]).
+    phi_c: Vec<f32>,
+    /// `[T, B, 4H]`: gradient w.r.t. the pre-activations.
+    dgates: Vec<f32>,
+    /// `[B, H]`: gradient reaching h of the current step; after backward, d h0.
+    pub(crate) dh: Vec<f32>,
+    /// `[B, H]`: gradient reaching c of the current step; after backward, d c0.
+    pub(crate) dc: Vec<f32>,
+}
+
+impl LstmCache {
+    /// Final hidden state `[B, H]` of the last forward.
+    pub(crate) fn h_last(&self, units: usize) -> &[f32] {
+        let n = self.b * units;
+        &self.hs[self.t * n..(self.t + 1) * n]
+    }
+    /// Final cell state `[B, H]` of the last forward.
+    pub(crate) fn c_last(&self, units: usize) -> &[f32] {
+        let n = self.b * units;
+        &self.cs[self.t * n..(self.t + 1) * n]
+    }
+}
+
+/// Output of [`LstmLayer::call`].
+#[derive(Debug, Clone)]
+pub struct LstmOutput {
+    /// `[B, H]`, or `[B, T, H]` with `return_sequences`.
+    pub output: ArrayD<f32>,
+    /// Final hidden state `[B, H]`.
+    pub h: Array2<f32>,
+    /// Final cell state `[B, H]`.
+    pub c: Array2<f32>,
+}
+
+fn resize(v: &mut Vec<f32>, n: usize) {
+    v.clear();
+    v.resize(n, 0.0);
+}
+
+impl LstmLayer {
+    /// Builds the layer with Keras' default initialisers: `glorot_uniform` kernel,
+    /// `orthogonal` recurrent kernel, zero bias with the forget block at 1 when
+    /// `unit_forget_bias`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] from [`Lstm::validate`].
+    pub fn build(spec: Lstm, name: String, input_width: usize, rng: &mut Rng) -> Result<Self> {
+        spec.validate(&name, input_width)?;
+        let h = spec.units;
+        let kernel = glorot_uniform(rng, input_width, 4 * h);
+        let recurrent_kernel = orthogonal(rng, h, 4 * h);
+        let mut bias = if spec.use_bias {
+            vec![0.0; 4 * h]
+        } else {
+            Vec::new()
+        };
+        if spec.use_bias && spec.unit_forget_bias {
+            bias[GATE_F * h..(GATE_F + 1) * h].fill(1.0);
+        }
+        let mut layer = LstmLayer {
+            spec,
+            name,
+            input_width,
+            kernel,
+            recurrent_kernel,
+            bias,
+            grad_kernel: Vec::new(),
+            grad_recurrent_kernel: Vec::new(),
+            grad_bias: Vec::new(),
+        };
+        layer.zero_grad();
+        Ok(layer)
+    }
+
+    /// Units `H`.
+    pub fn units(&self) -> usize {
+        self.spec.units
+    }
+
+    /// Sets every gradient to zero (sizing them on first use).
+    pub fn zero_grad(&mut self) {
+        resize(&mut self.grad_kernel, self.kernel.len());
+        resize(&mut self.grad_recurrent_kernel, self.recurrent_kernel.len());
+        resize(&mut self.grad_bias, self.bias.len());
+    }
+
+    /// Forward over a time-major input `x` `[T, B, D]` from the initial state
+    /// (`h0`, `c0`: `[B, H]` each, zero when `None`). Writes the output (`[T, B, H]` or
+    /// `[B, H]`) to `out` and keeps what backward needs in `cache`.
+    pub(crate) fn forward(
+        &self,
+        x: &[f32],
+        t: usize,
+        b: usize,
+        state: Option<(&[f32], &[f32])>,
+        cache: &mut LstmCache,
+        out: &mut Vec<f32>,
+    ) {
+        let (d, h) = (self.input_width, self.spec.units);
+        let (h4, bh) = (4 * h, b * h);
+        debug_assert_eq!(x.len(), t * b * d);
+        cache.t = t;
+        cache.b = b;
+        resize(&mut cache.gates, t * b * h4);
+        resize(&mut cache.hs, (t + 1) * bh);
+        resize(&mut cache.cs, (t + 1) * bh);
+        resize(&mut cache.phi_c, t * bh);
+        if let Some((h0, c0)) = state {
+            cache.hs[..bh].copy_from_slice(h0);
+            cache.cs[..bh].copy_from_slice(c0);
+        }
+        // Z = X · kernel (+ bias): the input projection of every timestep in one GEMM.
+        if self.spec.use_bias {
+            for row in cache.gates.chunks_exact_mut(h4) {
+                row.copy_from_slice(&self.bias);
+            }
+        }
+        let beta = if self.spec.use_bias { 1.0 } else { 0.0 };
+        sgemm(
+            Trans::No,
+            Trans::No,
+            t * b,
+            h4,
+            d,
+            1.0,
+            x,
+            d,
+            &self.kernel,
+            h4,
+            beta,
+            &mut cache.gates,
+            h4,
+        );
+        let zero_start = state.is_none();
+        for step in 0..t {
+            let z = &mut cache.gates[step * b * h4..(step + 1) * b * h4];
+            let (h_prev, h_next) = cache.hs.split_at_mut((step + 1) * bh);
+            let h_prev = &h_prev[step * bh..];
+            // Z[t] += h[t-1] · recurrent_kernel (skipped when h[-1] is known to be zero).
+            if !(zero_start && step == 0) {
+                sgemm(
+                    Trans::No,
+                    Trans::No,
+                    b,
+                    h4,
+                    h,
+                    1.0,
+                    h_prev,
+                    h,
+                    &self.recurrent_kernel,
+                    h4,
+                    1.0,
+                    z,
+                    h4,
+                );
+            }
+            let (c_prev, c_next) = cache.cs.split_at_mut((step + 1) * bh);
+            gates::forward_step(
+                StepForward {
+                    gates: z,
+                    c_prev: &c_prev[step * bh..],
+                    c: &mut c_next[..bh],
+                    phi_c: &mut cache.phi_c[step * bh..(step + 1) * bh],
+                    h: &mut h_next[..bh],
+                },
+                h,
+                self.spec.recurrent_activation,
+                self.spec.activation,
+            );
+        }
+        if self.spec.return_sequences {
+            out.clear();
+            out.extend_from_slice(&cache.hs[bh..]);
+        } else {
+            out.clear();
+            out.extend_from_slice(&cache.hs[t * bh..]);
+        }
+    }
+
+    /// Backward of the last [`forward`](Self::forward). `dy` is the gradient of the output
+    /// (`[T, B, H]` or `[B, H]`), `d_final` an optional gradient reaching the final
+    /// `(h, c)` directly (returned state, or a stateful successor). Accumulates the weight
+    /// gradients; writes `dx` `[T, B, D]` when asked; leaves `d h0`, `d c0` in
+    /// `cache.dh`, `cache.dc`.
+    pub(crate) fn backward(
+        &mut self,
+        x: &[f32],
+        dy: &[f32],
+        d_final: Option<(&[f32], &[f32])>,
+        cache: &mut LstmCache,
+        dx: Option<&mut Vec<f32>>,
+    ) {
+        let (d, h) = (self.input_width, self.spec.units);
+        let (t, b) = (cache.t, cache.b);
+        let (h4, bh) = (4 * h, b * h);
+        resize(&mut cache.dgates, t * b * h4);
+        resize(&mut cache.dh, bh);
+        resize(&mut cache.dc, bh);
+        if let Some((dh_t, dc_t)) = d_final {
+            cache.dh.copy_from_slice(dh_t);
+            cache.dc.copy_from_slice(dc_t);
+        }
+        if !self.spec.return_sequences {
+            for (a, g) in cache.dh.iter_mut().zip(dy) {
+                *a += g;
+            }
+        }
+        for step in (0..t).rev() {
+            if self.spec.return_sequences {
+                for (a, g) in cache.dh.iter_mut().zip(&dy[step * bh..(step + 1) * bh]) {
+                    *a += g;
+                }
+            }
+            let dz = &mut cache.dgates[step * b * h4..(step + 1) * b * h4];
+            gates::backward_step(
+                StepBackward {
+                    gates: &cache.gates[step * b * h4..(step + 1) * b * h4],
+                    c_prev: &cache.cs[step * bh..(step + 1) * bh],
+                    phi_c: &cache.phi_c[step * bh..(step + 1) * bh],
+                    dh: &cache.dh,
+                    dc: &mut cache.dc,
+                    dgates: dz,
+                },
+                h,
+                self.spec.recurrent_activation,
+                self.spec.activation,
+            );
+            // dh[t-1] = dZ[t] · recurrent_kernelᵀ (the layer above adds its part next step).
+            sgemm(
+                Trans::No,
+                Trans::Yes,
+                b,
+                h,
+                h4,
+                1.0,
+                &cache.dgates[step * b * h4..(step + 1) * b * h4],
+                h4,
+                &self.recurrent_kernel,
+                h4,
+                0.0,
+                &mut cache.dh,
+                h,
+            );
+        }
+        // Weight gradients: one GEMM each over all timesteps.
+        sgemm(
+            Trans::Yes,
+            Trans::No,
+            d,
+            h4,
+            t * b,
+            1.0,
+            x,
+            d,
+            &cache.dgates,
+            h4,
+            1.0,
+            &mut self.grad_kernel,
+            h4,
+        );
+        sgemm(
+            Trans::Yes,
+            Trans::No,
+            h,
+            h4,
+            t * b,
+            1.0,
+            &cache.hs[..t * bh],
+            h,
+            &cache.dgates,
+            h4,
+            1.0,
+            &mut self.grad_recurrent_kernel,
+            h4,
+        );
+        if self.spec.use_bias {
+            for row in cache.dgates.chunks_exact(h4) {
+                for (g, v) in self.grad_bias.iter_mut().zip(row) {
+                    *g += v;
+                }
+            }
+        }
+        if let Some(dx) = dx {
+            resize(dx, t * b * d);
+            sgemm(
+                Trans::No,
+                Trans::Yes,
+                t * b,
+                d,
+                h4,
+                1.0,
+                &cache.dgates,
+                h4,
+                &self.kernel,
+                h4,
+                0.0,
+                dx,
+                d,
+            );
+        }
+    }
+
+    /// Runs the layer on its own, Keras-style: `x` `[B, T, D]`, optional initial state
+    /// `(h0, c0)` `[B, H]` each. Returns the output and the final state (what
+    /// `return_state=True` gives in Keras).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] for a wrong feature count, state shape or zero timesteps;
+    /// [`Error::InvalidInput`] for a non-finite value.
+    pub fn call(
+        &self,
+        x: ArrayView3<'_, f32>,
+        initial_state: Option<(ArrayView2<'_, f32>, ArrayView2<'_, f32>)>,
+    ) -> Result<LstmOutput> {
+        let (b, t, d) = x.dim();
+        let h = self.spec.units;
+        if d != self.input_width || t == 0 {
+            return Err(Error::ShapeMismatch {
+                layer: self.name.clone(),
+                expected: format!("[batch, timesteps >= 1, {}]", self.input_width),
+                got: shape_str(&[b, t, d]),
+            });
+        }
+        crate::layers::check_finite(x, &self.name)?;
+        let state = match initial_state {
+            Some((h0, c0)) => {
+                for (what, s) in [("h0", &h0), ("c0", &c0)] {
+                    if s.dim() != (b, h) {
+                        return Err(Error::ShapeMismatch {
+                            layer: format!("{} initial state {what}", self.name),
+                            expected: shape_str(&[b, h]),
+                            got: shape_str(&[s.dim().0, s.dim().1]),
+                        });
+                    }
+                }
+                Some((
+                    h0.iter().copied().collect::<Vec<f32>>(),
+                    c0.iter().copied().collect::<Vec<f32>>(),
+                ))
+            }
+            None => None,
+        };
+        let xt = to_time_major(x);
+        let mut cache = LstmCache::default();
+        let mut out = Vec::new();
+        self.forward(
+            &xt,
+            t,
+            b,
+            state
+                .as_ref()
+                .map(|(h0, c0)| (h0.as_slice(), c0.as_slice())),
+            &mut cache,
+            &mut out,
+        );
+        let output = if self.spec.return_sequences {
+            to_batch_major(&out, t, b, h).into_dyn()
+        } else {
+            ArrayD::from_shape_vec(IxDyn(&[b, h]), out).map_err(|e| Error::input(e.to_string()))?
+        };
+        let hl = Array2::from_shape_vec((b, h), cache.h_last(h).to_vec())
+            .map_err(|e| Error::input(e.to_string()))?;
+        let cl = Array2::from_shape_vec((b, h), cache.c_last(h).to_vec())
+            .map_err(|e| Error::input(e.to_string()))?;
+        Ok(LstmOutput {
+            output,
+            h: hl,
+            c: cl,
+        })
+    }
+
+    /// The weights as Keras orders them: kernel, recurrent_kernel, bias (if any).
+    pub fn weights(&self) -> Vec<(&'static str, Vec<usize>, &[f32])> {
+        let (d, h) = (self.input_width, self.spec.units);
+        let mut w = vec![
+            ("kernel", vec![d, 4 * h], self.kernel.as_slice()),
+            (
+                "recurrent_kernel",
+                vec![h, 4 * h],
+                self.recurrent_kernel.as_slice(),
+            ),
+        ];
+        if self.spec.use_bias {
+            w.push(("bias", vec![4 * h], self.bias.as_slice()));
+        }
+        w
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::test_util::{fd_check, rand_vec};
+    use ndarray::Array3;
+
+    /// Scalar loss `L = Σ w ⊙ output + Σ wh ⊙ h_T + Σ wc ⊙ c_T` with fixed random weights,
+    /// so every output element and the final state get a distinct gradient.
+    struct Probe {
+        wy: Vec<f32>,
+        wh: Vec<f32>,
+        wc: Vec<f32>,
+    }
+
+    fn setup(spec: Lstm, d: usize, seed: u64) -> LstmLayer {
+        let mut rng = Rng::new(seed);
+        let mut l = LstmLayer::build(spec, "lstm".into(), d, &mut rng).unwrap();
+        // Non-trivial weights (as the fixtures use): uniform in [-0.5, 0.5], bias included.
+        for w in [&mut l.kernel, &mut l.recurrent_kernel, &mut l.bias] {
+            for v in w.iter_mut() {
+                *v = rng.uniform(-0.5, 0.5) as f32;
+            }
+        }
+        l
+    }
+
+    fn loss(
+        l: &LstmLayer,
+        x: &[f32],
+        t: usize,
+        b: usize,
+        st: Option<(&[f32], &[f32])>,
+        p: &Probe,
+    ) -> f64 {
+        let mut cache = LstmCache::default();
+        let mut out = Vec::new();
+        l.forward(x, t, b, st, &mut cache, &mut out);
+        let h = l.units();
+        let dot = |a: &[f32], w: &[f32]| {
+            a.iter()
+                .zip(w)
+                .map(|(a, w)| f64::from(*a) * f64::from(*w))
+                .sum::<f64>()
+        };
+        dot(&out, &p.wy) + dot(cache.h_last(h), &p.wh) + dot(cache.c_last(h), &p.wc)
+    }
+
+    fn check(spec: Lstm, with_state: bool) {
+        let (t, b, d) = (4, 3, 2);
+        let h = spec.units;
+        let seq = spec.return_sequences;
+        let mut l = setup(spec, d, 11);
+        let mut rng = Rng::new(12);
+        let x = rand_vec(&mut rng, t * b * d, 1.0);
+        let h0 = rand_vec(&mut rng, b * h, 0.5);
+        let c0 = rand_vec(&mut rng, b * h, 0.5);
+        let p = Probe {
+            wy: rand_vec(&mut rng, if seq { t * b * h } else { b * h }, 1.0),
+            wh: rand_vec(&mut rng, b * h, 1.0),
+            wc: rand_vec(&mut rng, b * h, 1.0),
+        };
+        let st = |h0: &Vec<f32>, c0: &Vec<f32>| -> Option<(Vec<f32>, Vec<f32>)> {
+            with_state.then(|| (h0.clone(), c0.clone()))
+        };
+        // Analytic gradients.
+        let mut cache = LstmCache::default();
+        let mut out = Vec::new();
+        let s0 = st(&h0, &c0);
+        l.forward(
+            &x,
+            t,
+            b,
+            s0.as_ref().map(|(a, c)| (a.as_slice(), c.as_slice())),
+            &mut cache,
+            &mut out,
+        );
+        let mut dx = Vec::new();
+        l.zero_grad();
+        l.backward(&x, &p.wy, Some((&p.wh, &p.wc)), &mut cache, Some(&mut dx));
+        let (dh0, dc0) = (cache.dh.clone(), cache.dc.clone());
+
+        let base = l.clone();
+        let eval = |l: &LstmLayer, x: &[f32], h0: &Vec<f32>, c0: &Vec<f32>| {
+            let s = st(h0, c0);
+            loss(
+                l,
+                x,
+                t,
+                b,
+                s.as_ref().map(|(a, c)| (a.as_slice(), c.as_slice())),
+                &p,
+            )
+        };
+        fd_check("input", &dx, x.len(), |i, e| {
+            let mut x2 = x.clone();
+            x2[i] += e;
+            eval(&base, &x2, &h0, &c0)
+        });
+        fd_check("kernel", &base.grad_kernel, base.kernel.len(), |i, e| {
+            let mut l2 = base.clone();
+            l2.kernel[i] += e;
+            eval(&l2, &x, &h0, &c0)
+        });
+        fd_check(
+            "recurrent_kernel",
+            &base.grad_recurrent_kernel,
+            base.recurrent_kernel.len(),
+            |i, e| {
+                let mut l2 = base.clone();
+                l2.recurrent_kernel[i] += e;
+                eval(&l2, &x, &h0, &c0)
+            },
+        );
+        fd_check("bias", &base.grad_bias, base.bias.len(), |i, e| {
+            let mut l2 = base.clone();
+            l2.bias[i] += e;
+            eval(&l2, &x, &h0, &c0)
+        });
+        if with_state {
+            fd_check("h0", &dh0, h0.len(), |i, e| {
+                let mut h2 = h0.clone();
+                h2[i] += e;
+                eval(&base, &x, &h2, &c0)
+            });
+            fd_check("c0", &dc0, c0.len(), |i, e| {
+                let mut c2 = c0.clone();
+                c2[i] += e;
+                eval(&base, &x, &h0, &c2)
+            });
+        }
+        l.zero_grad();
+    }
+
+    #[test]
+    fn gradients_default_activations_last_output() {
+        check(Lstm::new(5), false);
+    }
+
+    #[test]
+    fn gradients_return_sequences_with_initial_state() {
+        check(Lstm::new(4).return_sequences(true), true);
+    }
+
+    #[test]
+    fn gradients_without_bias() {
+        check(Lstm::new(3).use_bias(false).return_sequences(true), true);
+    }
+
+    #[test]
+    fn gradients_every_activation_pair() {
+        use Activation::*;
+        for (act, rec) in [
+            (Tanh, HardSigmoid),
+            (Relu, Sigmoid),
+            (Sigmoid, Sigmoid),
+            (Linear, Tanh),
+            (Tanh, Relu),
+            (HardSigmoid, Linear),
+        ] {
+            check(
+                Lstm::new(3)
+                    .activation(act)
+                    .recurrent_activation(rec)
+                    .return_sequences(true),
+                true,
+            );
+        }
+    }
+
+    #[test]
+    fn step_by_step_with_carried_state_equals_full_sequence() {
+        let (t, b, d, h) = (5, 2, 3, 4);
+        let mut l = setup(Lstm::new(h).return_sequences(true), d, 21);
+        let mut rng = Rng::new(22);
+        let x = rand_vec(&mut rng, t * b * d, 1.0);
+        let dy = rand_vec(&mut rng, t * b * h, 1.0);
+        // Full sequence.
+        let mut cache = LstmCache::default();
+        let mut full = Vec::new();
+        l.forward(&x, t, b, None, &mut cache, &mut full);
+        l.zero_grad();
+        let mut dx_full = Vec::new();
+        l.backward(&x, &dy, None, &mut cache, Some(&mut dx_full));
+        let grads_full = (
+            l.grad_kernel.clone(),
+            l.grad_recurrent_kernel.clone(),
+            l.grad_bias.clone(),
+        );
+        // One step at a time, carrying (h, c) forward.
+        let mut caches = vec![LstmCache::default(); t];
+        let (mut hc, mut cc) = (vec![0.0; b * h], vec![0.0; b * h]);
+        let mut steps_out = Vec::new();
+        for s in 0..t {
+            let xs = &x[s * b * d..(s + 1) * b * d];
+            let mut o = Vec::new();
+            l.forward(xs, 1, b, Some((&hc, &cc)), &mut caches[s], &mut o);
+            hc = caches[s].h_last(h).to_vec();
+            cc = caches[s].c_last(h).to_vec();
+            steps_out.extend_from_slice(&o);
+        }
+        for (a, b_) in full.iter().zip(&steps_out) {
+            assert!((a - b_).abs() <= 1e-6, "outputs differ: {a} vs {b_}");
+        }
+        // Backward through the steps in reverse, passing (dh0, dc0) to the previous step.
+        l.zero_grad();
+        let mut dnext: Option<(Vec<f32>, Vec<f32>)> = None;
+        let mut dx_steps = vec![0.0; t * b * d];
+        for s in (0..t).rev() {
+            let xs = &x[s * b * d..(s + 1) * b * d];
+            let mut dxs = Vec::new();
+            let dfin = dnext.as_ref().map(|(a, c)| (a.as_slice(), c.as_slice()));
+            l.backward(
+                xs,
+                &dy[s * b * h..(s + 1) * b * h],
+                dfin,
+                &mut caches[s],
+                Some(&mut dxs),
+            );
+            dx_steps[s * b * d..(s + 1) * b * d].copy_from_slice(&dxs);
+            dnext = Some((caches[s].dh.clone(), caches[s].dc.clone()));
+        }
+        let close = |a: &[f32], b_: &[f32], what: &str| {
+            for (x, y) in a.iter().zip(b_) {
+                assert!(
+                    (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                    "{what}: {x} vs {y}"
+                );
+            }
+        };
+        close(&dx_full, &dx_steps, "dx");
+        close(&grads_full.0, &l.grad_kernel, "d kernel");
+        close(
+            &grads_full.1,
+            &l.grad_recurrent_kernel,
+            "d recurrent_kernel",
+        );
+        close(&grads_full.2, &l.grad_bias, "d bias");
+    }
+
+    #[test]
+    fn call_checks_shapes_and_returns_state() {
+        let l = setup(Lstm::new(3).return_state(true), 2, 5);
+        let x = Array3::<f32>::ones((2, 4, 2));
+        let out = l.call(x.view(), None).unwrap();
+        assert_eq!(out.output.shape(), &[2, 3]);
+        assert_eq!(out.h, out.output.clone().into_dimensionality().unwrap());
+        let bad = Array3::<f32>::ones((2, 4, 3));
+        let err = l.call(bad.view(), None).unwrap_err().to_string();
+        assert!(
+            err.contains("[batch, timesteps >= 1, 2]") && err.contains("[2, 4, 3]"),
+            "{err}"
+        );
+        let h0 = Array2::<f32>::zeros((1, 3));
+        let err = l
+            .call(x.view(), Some((h0.view(), h0.view())))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("h0"), "{err}");
+        let mut nan = x.clone();
+        nan[[1, 2, 0]] = f32::NAN;
+        let err = l.call(nan.view(), None).unwrap_err().to_string();
+        assert!(err.contains("[1, 2, 0]"), "{err}");
+    }
+
+    #[test]
+    fn absurd_sizes_are_errors_before_allocation() {
+        let mut rng = Rng::new(0);
+        let err = LstmLayer::build(Lstm::new(1_000_000_000_000), "lstm".into(), 1, &mut rng)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lstm") && err.contains("too large"), "{err}");
+        let err = LstmLayer::build(Lstm::new(0), "lstm".into(), 1, &mut rng)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("units must be at least 1"), "{err}");
+    }
+}

@@ -1,0 +1,1002 @@
+//! `Sequential`: shape inference, stacking checks, summary, forward and backward over layers.
+//!
+//! Between layers, activations live in time-major buffers (`[T, B, D]`, or `[B, D]` after
+//! an LSTM without `return_sequences`); the conversion from and to the batch-major
+//! `[batch, timesteps, features]` of the API happens once, at the model's boundary.
+
+use std::fmt;
+
+use ndarray::{Array3, ArrayD, ArrayView3, ArrayViewD, IxDyn};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{shape_str, Error, Result};
+use crate::init::Rng;
+use crate::layers::dense::{Dense, DenseLayer};
+use crate::layers::lstm::{Lstm, LstmCache, LstmLayer};
+use crate::layers::{check_finite, to_batch_major, to_time_major};
+use crate::loss::Loss;
+
+/// The most timesteps or features a model input may declare.
+pub const MAX_DIM: usize = 1 << 24;
+
+/// One layer's specification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LayerSpec {
+    /// An LSTM layer.
+    Lstm(Lstm),
+    /// A Dense layer.
+    Dense(Dense),
+}
+
+impl From<Lstm> for LayerSpec {
+    fn from(l: Lstm) -> Self {
+        LayerSpec::Lstm(l)
+    }
+}
+
+impl From<Dense> for LayerSpec {
+    fn from(d: Dense) -> Self {
+        LayerSpec::Dense(d)
+    }
+}
+
+impl LayerSpec {
+    fn kind(&self) -> &'static str {
+        match self {
+            LayerSpec::Lstm(_) => "LSTM",
+            LayerSpec::Dense(_) => "Dense",
+        }
+    }
+    fn default_prefix(&self) -> &'static str {
+        match self {
+            LayerSpec::Lstm(_) => "lstm",
+            LayerSpec::Dense(_) => "dense",
+        }
+    }
+    fn explicit_name(&self) -> Option<&str> {
+        match self {
+            LayerSpec::Lstm(l) => l.name.as_deref(),
+            LayerSpec::Dense(d) => d.name.as_deref(),
+        }
+    }
+}
+
+/// A model under construction: an input shape and a stack of layer specs.
+///
+/// # Example
+/// ```
+/// use stacklstm::{Dense, Lstm, Sequential};
+/// let model = Sequential::new()
+///     .input_shape(30, 1)                        // timesteps, features
+///     .add(Lstm::new(50).return_sequences(true))
+///     .add(Lstm::new(50))
+///     .add(Dense::new(1))
+///     .build()?;
+/// assert_eq!(model.param_count(), 10_400 + 20_200 + 51);
+/// # Ok::<(), stacklstm::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sequential {
+    /// Model name (`sequential` by default).
+    pub name: String,
+    /// `(timesteps, features)`; `timesteps` is `None` for variable-length input.
+    pub input_shape: Option<(Option<usize>, usize)>,
+    /// The layers, input side first.
+    pub layers: Vec<LayerSpec>,
+    /// Seed of the weight initialisers.
+    pub seed: u64,
+}
+
+impl Default for Sequential {
+    fn default() -> Self {
+        Sequential::new()
+    }
+}
+
+impl Sequential {
+    /// An empty model named `sequential`, seed 0.
+    #[must_use]
+    pub fn new() -> Self {
+        Sequential {
+            name: "sequential".into(),
+            input_shape: None,
+            layers: Vec::new(),
+            seed: 0,
+        }
+    }
+    /// Sets the input shape `(timesteps, features)` of one sample.
+    #[must_use]
+    pub fn input_shape(mut self, timesteps: usize, features: usize) -> Self {
+        self.input_shape = Some((Some(timesteps), features));
+        self
+    }
+    /// Declares a variable number of timesteps with `features` per step.
+    #[must_use]
+    pub fn input_features(mut self, features: usize) -> Self {
+        self.input_shape = Some((None, features));
+        self
+    }
+    /// Appends a layer.
+    #[must_use]
+    #[allow(clippy::should_implement_trait)] // Keras' `model.add(layer)`.
+    pub fn add(mut self, layer: impl Into<LayerSpec>) -> Self {
+        self.layers.push(layer.into());
+        self
+    }
+    /// Sets the seed of the weight initialisers.
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Sets the model name.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Checks the stack, infers every shape and initialises the weights from the seed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`]: no input shape, no layers, a zero or absurd size, an LSTM
+    /// stacked after a layer with 2-D output (the message names both layers and says to
+    /// set `return_sequences(true)`), `return_state` inside a `Sequential`, duplicate names.
+    pub fn build(&self) -> Result<Model> {
+        let (timesteps, features) = self.input_shape.ok_or_else(|| {
+            Error::config(
+                "the model has no input shape: call .input_shape(timesteps, features) before .build()",
+            )
+        })?;
+        if features == 0 || features > MAX_DIM {
+            return Err(Error::config(format!(
+                "input features must be in 1..={MAX_DIM}, got {features}"
+            )));
+        }
+        if matches!(timesteps, Some(t) if t == 0 || t > MAX_DIM) {
+            return Err(Error::config(format!(
+                "input timesteps must be in 1..={MAX_DIM}, got {}",
+                timesteps.unwrap_or(0)
+            )));
+        }
+        if self.layers.is_empty() {
+            return Err(Error::config(
+                "the model has no layers: add at least one with .add(...)",
+            ));
+        }
+        let names = assign_names(&self.layers)?;
+        let mut rng = Rng::new(self.seed);
+        let mut shape = OutShape {
+            seq: true,
+            width: features,
+        };
+        // The layer that produced the current (2-D) output, for the stacking message.
+        let mut flat_origin: Option<(String, &'static str, Option<String>)> = None;
+        let mut layers = Vec::with_capacity(self.layers.len());
+        let mut shapes = Vec::with_capacity(self.layers.len());
+        for (spec, name) in self.layers.iter().zip(&names) {
+            match spec {
+                LayerSpec::Lstm(l) => {
+                    if !shape.seq {
+                        let (prev, kind, lstm) = flat_origin.clone().unwrap_or_default();
+                        let fix = match lstm {
+                            Some(src) => format!("set return_sequences(true) on '{src}'"),
+                            None => "an LSTM needs a sequence; move it before the layers that remove the time axis".into(),
+                        };
+                        return Err(Error::config(format!(
+                            "layer '{name}' (LSTM) needs a 3-D sequence input [batch, timesteps, features], but layer '{prev}' ({kind}) outputs 2-D [batch, {}]: {fix}",
+                            shape.width
+                        )));
+                    }
+                    if l.return_state {
+                        return Err(Error::config(format!(
+                            "layer '{name}' (LSTM): return_state is not available inside a Sequential model, which passes one tensor between layers; call the layer directly (LstmLayer::call) to get the final state"
+                        )));
+                    }
+                    let built = LstmLayer::build(l.clone(), name.clone(), shape.width, &mut rng)?;
+                    shape = OutShape {
+                        seq: l.return_sequences,
+                        width: l.units,
+                    };
+                    if !l.return_sequences {
+                        flat_origin = Some((name.clone(), "LSTM", Some(name.clone())));
+                    }
+                    layers.push(Layer::Lstm(built));
+                }
+                LayerSpec::Dense(d) => {
+                    let built = DenseLayer::build(d.clone(), name.clone(), shape.width, &mut rng)?;
+                    shape = OutShape {
+                        seq: shape.seq,
+                        width: d.units,
+                    };
+                    if !shape.seq {
+                        let src = flat_origin.and_then(|f| f.2);
+                        flat_origin = Some((name.clone(), "Dense", src));
+                    }
+                    layers.push(Layer::Dense(built));
+                }
+            }
+            shapes.push(shape);
+        }
+        Ok(Model {
+            spec: self.clone(),
+            timesteps,
+            features,
+            layers,
+            shapes,
+            ws: Workspace::default(),
+        })
+    }
+}
+
+fn assign_names(specs: &[LayerSpec]) -> Result<Vec<String>> {
+    let mut names: Vec<String> = Vec::with_capacity(specs.len());
+    let mut counts = std::collections::HashMap::new();
+    for s in specs {
+        let name = match s.explicit_name() {
+            Some(n) => n.to_string(),
+            None => loop {
+                let k = counts.entry(s.default_prefix()).or_insert(0usize);
+                let candidate = if *k == 0 {
+                    s.default_prefix().to_string()
+                } else {
+                    format!("{}_{}", s.default_prefix(), k)
+                };
+                *k += 1;
+                if !specs
+                    .iter()
+                    .any(|o| o.explicit_name() == Some(candidate.as_str()))
+                {
+                    break candidate;
+                }
+            },
+        };
+        if name.is_empty() {
+            return Err(Error::config(format!(
+                "a {} layer has an empty name",
+                s.kind()
+            )));
+        }
+        if names.contains(&name) {
+            return Err(Error::config(format!(
+                "two layers are named '{name}'; layer names must be unique"
+            )));
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// Output of one layer, per sample: a sequence `[T, width]` or a vector `[width]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutShape {
+    /// Whether the output keeps the time axis.
+    pub seq: bool,
+    /// Last-axis width.
+    pub width: usize,
+}
+
+/// A built layer.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Layer {
+    /// A built LSTM.
+    Lstm(LstmLayer),
+    /// A built Dense.
+    Dense(DenseLayer),
+}
+
+impl Layer {
+    /// The layer's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Layer::Lstm(l) => &l.name,
+            Layer::Dense(d) => &d.name,
+        }
+    }
+    /// Keras class name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Layer::Lstm(_) => "LSTM",
+            Layer::Dense(_) => "Dense",
+        }
+    }
+    /// Weights in Keras order with their names and shapes.
+    pub fn weights(&self) -> Vec<(&'static str, Vec<usize>, &[f32])> {
+        match self {
+            Layer::Lstm(l) => l.weights(),
+            Layer::Dense(d) => d.weights(),
+        }
+    }
+    fn params_mut(&mut self) -> Vec<(&'static str, &mut Vec<f32>, &mut Vec<f32>)> {
+        match self {
+            Layer::Lstm(l) => {
+                let mut v = vec![
+                    ("kernel", &mut l.kernel, &mut l.grad_kernel),
+                    (
+                        "recurrent_kernel",
+                        &mut l.recurrent_kernel,
+                        &mut l.grad_recurrent_kernel,
+                    ),
+                ];
+                if l.spec.use_bias {
+                    v.push(("bias", &mut l.bias, &mut l.grad_bias));
+                }
+                v
+            }
+            Layer::Dense(d) => {
+                let mut v = vec![("kernel", &mut d.kernel, &mut d.grad_kernel)];
+                if d.spec.use_bias {
+                    v.push(("bias", &mut d.bias, &mut d.grad_bias));
+                }
+                v
+            }
+        }
+    }
+    fn zero_grad(&mut self) {
+        match self {
+            Layer::Lstm(l) => l.zero_grad(),
+            Layer::Dense(d) => d.zero_grad(),
+        }
+    }
+    fn param_count(&self) -> usize {
+        self.weights().iter().map(|w| w.2.len()).sum()
+    }
+}
+
+/// One trainable tensor with its gradient, for optimizers.
+#[derive(Debug)]
+pub struct ParamMut<'a> {
+    /// `layer/weight`, e.g. `lstm_1/recurrent_kernel`.
+    pub name: String,
+    /// The weights (flat, row-major).
+    pub value: &'a mut [f32],
+    /// The accumulated gradient, same layout.
+    pub grad: &'a mut [f32],
+}
+
+/// Per-layer buffers reused across calls.
+#[derive(Debug, Default, Clone)]
+pub struct Workspace {
+    t: usize,
+    b: usize,
+    x: Vec<f32>,
+    outs: Vec<Vec<f32>>,
+    lstm: Vec<LstmCache>,
+    grad_a: Vec<f32>,
+    grad_b: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+/// A built model: layers with weights, ready for predict and training.
+#[derive(Debug, Clone)]
+pub struct Model {
+    spec: Sequential,
+    timesteps: Option<usize>,
+    features: usize,
+    layers: Vec<Layer>,
+    shapes: Vec<OutShape>,
+    ws: Workspace,
+}
+
+impl Model {
+    /// The spec this model was built from.
+    pub fn spec(&self) -> &Sequential {
+        &self.spec
+    }
+    /// The built layers, input side first.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+    /// Mutable access to the built layers (to set weights by hand).
+    pub fn layers_mut(&mut self) -> &mut [Layer] {
+        &mut self.layers
+    }
+    /// `(timesteps, features)` of one input sample.
+    pub fn input_shape(&self) -> (Option<usize>, usize) {
+        (self.timesteps, self.features)
+    }
+    /// Output shape of one sample of the model's last layer.
+    pub fn output_shape(&self) -> OutShape {
+        self.shapes[self.shapes.len() - 1]
+    }
+    /// Total number of weights.
+    pub fn param_count(&self) -> usize {
+        self.layers.iter().map(Layer::param_count).sum()
+    }
+
+    /// Every weight tensor, in Keras `model.get_weights()` order.
+    pub fn get_weights(&self) -> Vec<ArrayD<f32>> {
+        let mut out = Vec::new();
+        for l in &self.layers {
+            for (_, shape, data) in l.weights() {
+                // Shapes come from the built layer, so they always match the data.
+                if let Ok(a) = ArrayD::from_shape_vec(IxDyn(&shape), data.to_vec()) {
+                    out.push(a);
+                }
+            }
+        }
+        out
+    }
+
+    /// Replaces every weight, in Keras `model.set_weights()` order.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] naming the layer and weight whose shape differs, or a count
+    /// mismatch; nothing is changed unless every shape fits.
+    pub fn set_weights(&mut self, weights: &[ArrayD<f32>]) -> Result<()> {
+        let expected: Vec<(String, Vec<usize>)> = self
+            .layers
+            .iter()
+            .flat_map(|l| {
+                l.weights()
+                    .into_iter()
+                    .map(|(n, s, _)| (format!("{}/{}", l.name(), n), s))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if weights.len() != expected.len() {
+            return Err(Error::input(format!(
+                "set_weights: the model has {} weight tensors, got {}",
+                expected.len(),
+                weights.len()
+            )));
+        }
+        for ((name, shape), w) in expected.iter().zip(weights) {
+            if w.shape() != shape.as_slice() {
+                return Err(Error::ShapeMismatch {
+                    layer: name.clone(),
+                    expected: shape_str(shape),
+                    got: shape_str(w.shape()),
+                });
+            }
+            if let Some(v) = w.iter().find(|v| !v.is_finite()) {
+                return Err(Error::input(format!(
+                    "set_weights: {name} holds a non-finite value {v}"
+                )));
+            }
+        }
+        let mut it = weights.iter();
+        for l in &mut self.layers {
+            for (_, value, _) in l.params_mut() {
+                if let Some(w) = it.next() {
+                    value.clear();
+                    value.extend(w.iter().copied());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every trainable tensor with its gradient.
+    pub fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
+        let mut out = Vec::new();
+        for l in &mut self.layers {
+            let lname = l.name().to_string();
+            for (n, v, g) in l.params_mut() {
+                out.push(ParamMut {
+                    name: format!("{lname}/{n}"),
+                    value: v.as_mut_slice(),
+                    grad: g.as_mut_slice(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Every gradient, in the order of [`get_weights`](Self::get_weights).
+    pub fn get_gradients(&self) -> Vec<ArrayD<f32>> {
+        let mut out = Vec::new();
+        for l in &self.layers {
+            let grads: Vec<&[f32]> = match l {
+                Layer::Lstm(x) => {
+                    let mut g = vec![x.grad_kernel.as_slice(), x.grad_recurrent_kernel.as_slice()];
+                    if x.spec.use_bias {
+                        g.push(x.grad_bias.as_slice());
+                    }
+                    g
+                }
+                Layer::Dense(x) => {
+                    let mut g = vec![x.grad_kernel.as_slice()];
+                    if x.spec.use_bias {
+                        g.push(x.grad_bias.as_slice());
+                    }
+                    g
+                }
+            };
+            for ((_, shape, _), g) in l.weights().into_iter().zip(grads) {
+                if let Ok(a) = ArrayD::from_shape_vec(IxDyn(&shape), g.to_vec()) {
+                    out.push(a);
+                }
+            }
+        }
+        out
+    }
+
+    /// Sets every gradient to zero.
+    pub fn zero_grad(&mut self) {
+        for l in &mut self.layers {
+            l.zero_grad();
+        }
+    }
+
+    /// Checks an input batch against the model's input shape.
+    fn check_input(&self, x: ArrayView3<'_, f32>) -> Result<()> {
+        let (b, t, f) = x.dim();
+        let bad_t = t == 0 || self.timesteps.is_some_and(|want| want != t);
+        if f != self.features || bad_t {
+            let ts = self
+                .timesteps
+                .map_or_else(|| "timesteps >= 1".to_string(), |t| t.to_string());
+            return Err(Error::ShapeMismatch {
+                layer: format!("model '{}' input", self.spec.name),
+                expected: format!("[batch, {ts}, {}]", self.features),
+                got: shape_str(&[b, t, f]),
+            });
+        }
+        check_finite(x, &format!("model '{}'", self.spec.name))
+    }
+
+    /// Runs every layer over the time-major input in `ws.x`.
+    fn forward_ws(&self, ws: &mut Workspace) {
+        let (t, b) = (ws.t, ws.b);
+        ws.outs.resize_with(self.layers.len(), Vec::new);
+        ws.lstm.resize_with(self.layers.len(), LstmCache::default);
+        let mut seq = true;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (before, rest) = ws.outs.split_at_mut(i);
+            let input: &[f32] = if i == 0 { &ws.x } else { &before[i - 1] };
+            let out = &mut rest[0];
+            match layer {
+                Layer::Lstm(l) => {
+                    l.forward(input, t, b, None, &mut ws.lstm[i], out);
+                    seq = l.spec.return_sequences;
+                }
+                Layer::Dense(d) => {
+                    let rows = if seq { t * b } else { b };
+                    d.forward(input, rows, out);
+                }
+            }
+        }
+    }
+
+    /// Output buffer of the last forward to an array `[B, U]` or `[B, T, U]`.
+    fn output_array(&self, ws: &Workspace) -> ArrayD<f32> {
+        let (t, b) = (ws.t, ws.b);
+        let s = self.output_shape();
+        let out = &ws.outs[self.layers.len() - 1];
+        if s.seq {
+            to_batch_major(out, t, b, s.width).into_dyn()
+        } else {
+            ArrayD::from_shape_fn(IxDyn(&[b, s.width]), |ix| out[ix[0] * s.width + ix[1]])
+        }
+    }
+
+    fn load_input(&self, x: ArrayView3<'_, f32>, ws: &mut Workspace) -> Result<()> {
+        self.check_input(x)?;
+        let (b, t, _) = x.dim();
+        ws.t = t;
+        ws.b = b;
+        ws.x = to_time_major(x);
+        Ok(())
+    }
+
+    /// Runs the model on `x` `[batch, timesteps, features]` (inference).
+    ///
+    /// # Shapes
+    /// Output `[batch, units]`, or `[batch, timesteps, units]` when the last LSTM returns
+    /// sequences.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] for a wrong feature count or timesteps, and
+    /// [`Error::InvalidInput`] for a NaN or infinite value (with its position).
+    pub fn predict(&self, x: &Array3<f32>) -> Result<ArrayD<f32>> {
+        let mut ws = Workspace::default();
+        self.predict_with(x.view(), &mut ws)
+    }
+
+    /// [`predict`](Self::predict) reusing the buffers of `ws` (no allocation once warm).
+    ///
+    /// # Errors
+    /// As [`predict`](Self::predict).
+    pub fn predict_with(&self, x: ArrayView3<'_, f32>, ws: &mut Workspace) -> Result<ArrayD<f32>> {
+        self.load_input(x, ws)?;
+        self.forward_ws(ws);
+        Ok(self.output_array(ws))
+    }
+
+    /// Forward pass that keeps what [`backward`](Self::backward) needs.
+    ///
+    /// # Errors
+    /// As [`predict`](Self::predict).
+    pub fn forward_train(&mut self, x: ArrayView3<'_, f32>) -> Result<ArrayD<f32>> {
+        let mut ws = std::mem::take(&mut self.ws);
+        let r = self.load_input(x, &mut ws).map(|()| {
+            self.forward_ws(&mut ws);
+            self.output_array(&ws)
+        });
+        self.ws = ws;
+        r
+    }
+
+    /// Backward of the last [`forward_train`](Self::forward_train): `dy` is the gradient of
+    /// the output (same shape). Accumulates into the weight gradients and returns the
+    /// gradient of the input `[batch, timesteps, features]`.
+    ///
+    /// # Errors
+    /// [`Error::State`] without a preceding forward, [`Error::ShapeMismatch`] if `dy` does
+    /// not have the output's shape.
+    pub fn backward(&mut self, dy: ArrayViewD<'_, f32>) -> Result<Array3<f32>> {
+        let s = self.output_shape();
+        let (t, b) = (self.ws.t, self.ws.b);
+        if self.ws.outs.len() != self.layers.len() {
+            return Err(Error::State("backward called before forward_train".into()));
+        }
+        let want: Vec<usize> = if s.seq {
+            vec![b, t, s.width]
+        } else {
+            vec![b, s.width]
+        };
+        if dy.shape() != want.as_slice() {
+            return Err(Error::ShapeMismatch {
+                layer: "backward: output gradient".into(),
+                expected: shape_str(&want),
+                got: shape_str(dy.shape()),
+            });
+        }
+        let mut ws = std::mem::take(&mut self.ws);
+        ws.grad_a.clear();
+        if s.seq {
+            for step in 0..t {
+                for i in 0..b {
+                    for k in 0..s.width {
+                        ws.grad_a.push(dy[[i, step, k]]);
+                    }
+                }
+            }
+        } else {
+            ws.grad_a.extend(dy.iter().copied());
+        }
+        self.backward_ws(&mut ws, true);
+        let dx = to_batch_major(&ws.grad_a, t, b, self.features);
+        self.ws = ws;
+        Ok(dx)
+    }
+
+    /// Backward over the layers; `ws.grad_a` holds d output in, and d input out when
+    /// `input_grad` (otherwise the first layer skips its `dX` GEMM).
+    fn backward_ws(&mut self, ws: &mut Workspace, input_grad: bool) {
+        for i in (0..self.layers.len()).rev() {
+            let input: &[f32] = if i == 0 { &ws.x } else { &ws.outs[i - 1] };
+            let dx = (i > 0 || input_grad).then_some(&mut ws.grad_b);
+            match &mut self.layers[i] {
+                Layer::Lstm(l) => l.backward(input, &ws.grad_a, None, &mut ws.lstm[i], dx),
+                Layer::Dense(d) => d.backward(input, &ws.outs[i], &ws.grad_a, &mut ws.scratch, dx),
+            }
+            std::mem::swap(&mut ws.grad_a, &mut ws.grad_b);
+        }
+    }
+
+    /// Zeroes the gradients, runs forward, the loss and backward on one batch. Returns the
+    /// loss value and the gradient of the input; weight gradients are left in the layers
+    /// (see [`get_gradients`](Self::get_gradients)).
+    ///
+    /// `target` has the output's shape, or for sparse losses the output's shape without
+    /// its last axis (class ids).
+    ///
+    /// # Errors
+    /// Shape errors for `x` or `target`, invalid targets (see [`Loss::compute`]).
+    pub fn loss_and_gradients(
+        &mut self,
+        x: ArrayView3<'_, f32>,
+        target: ArrayViewD<'_, f32>,
+        loss: Loss,
+    ) -> Result<(f64, Array3<f32>)> {
+        self.zero_grad();
+        let mut ws = std::mem::take(&mut self.ws);
+        let r = self.loss_forward(x, target, loss, &mut ws);
+        let r = r.map(|value| {
+            self.backward_ws(&mut ws, true);
+            (value, to_batch_major(&ws.grad_a, ws.t, ws.b, self.features))
+        });
+        self.ws = ws;
+        r
+    }
+
+    /// Forward and loss; leaves d loss / d output (time-major) in `ws.grad_a`.
+    fn loss_forward(
+        &self,
+        x: ArrayView3<'_, f32>,
+        target: ArrayViewD<'_, f32>,
+        loss: Loss,
+        ws: &mut Workspace,
+    ) -> Result<f64> {
+        self.load_input(x, ws)?;
+        let s = self.output_shape();
+        let (b, t) = (ws.b, ws.t);
+        let mut want: Vec<usize> = if s.seq {
+            vec![b, t, s.width]
+        } else {
+            vec![b, s.width]
+        };
+        if loss.sparse_targets() {
+            want.pop();
+        }
+        if target.shape() != want.as_slice() {
+            return Err(Error::ShapeMismatch {
+                layer: format!("loss {} target", loss.name()),
+                expected: shape_str(&want),
+                got: shape_str(target.shape()),
+            });
+        }
+        self.forward_ws(ws);
+        // The target in the output's (time-major) row order.
+        let per_row = if loss.sparse_targets() { 1 } else { s.width };
+        let mut tgt = std::mem::take(&mut ws.scratch);
+        tgt.clear();
+        let flat: Vec<f32> = target.iter().copied().collect();
+        if s.seq {
+            for step in 0..t {
+                for i in 0..b {
+                    let start = (i * t + step) * per_row;
+                    tgt.extend_from_slice(&flat[start..start + per_row]);
+                }
+            }
+        } else {
+            tgt.extend_from_slice(&flat);
+        }
+        let out = &ws.outs[self.layers.len() - 1];
+        let value = loss.compute(out, &tgt, s.width, &mut ws.grad_a);
+        ws.scratch = tgt;
+        value
+    }
+
+    /// The Keras-style summary table (layer, output shape, params, totals).
+    pub fn summary(&self) -> String {
+        self.to_string()
+    }
+}
+
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn bytes(n: usize) -> String {
+    let b = (n * 4) as f64;
+    if b < 1024.0 {
+        format!("{b:.2} B")
+    } else if b < 1024.0 * 1024.0 {
+        format!("{:.2} KB", b / 1024.0)
+    } else if b < 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2} MB", b / (1024.0 * 1024.0))
+    } else {
+        format!("{:.2} GB", b / (1024.0 * 1024.0 * 1024.0))
+    }
+}
+
+impl fmt::Display for Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (w1, w2, w3) = (33usize, 24usize, 15usize);
+        let ts = self.timesteps.map_or("None".to_string(), |t| t.to_string());
+        writeln!(f, "Model: \"{}\"", self.spec.name)?;
+        let line = |l: &str, m: &str, r: &str, fill: &str| {
+            format!(
+                "{l}{}{m}{}{m}{}{r}",
+                fill.repeat(w1),
+                fill.repeat(w2),
+                fill.repeat(w3)
+            )
+        };
+        writeln!(f, "{}", line("┏", "┳", "┓", "━"))?;
+        writeln!(
+            f,
+            "┃ {:<a$}┃ {:<b$}┃ {:>c$} ┃",
+            "Layer (type)",
+            "Output Shape",
+            "Param #",
+            a = w1 - 1,
+            b = w2 - 1,
+            c = w3 - 2
+        )?;
+        writeln!(f, "{}", line("┡", "╇", "┩", "━"))?;
+        for (l, s) in self.layers.iter().zip(&self.shapes) {
+            let shape = if s.seq {
+                format!("(None, {ts}, {})", s.width)
+            } else {
+                format!("(None, {})", s.width)
+            };
+            writeln!(
+                f,
+                "│ {:<a$}│ {:<b$}│ {:>c$} │",
+                format!("{} ({})", l.name(), l.kind()),
+                shape,
+                thousands(l.param_count()),
+                a = w1 - 1,
+                b = w2 - 1,
+                c = w3 - 2
+            )?;
+        }
+        writeln!(f, "{}", line("└", "┴", "┘", "─"))?;
+        let n = self.param_count();
+        writeln!(f, " Total params: {} ({})", thousands(n), bytes(n))?;
+        writeln!(f, " Trainable params: {} ({})", thousands(n), bytes(n))?;
+        write!(f, " Non-trainable params: 0 (0.00 B)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::test_util::fd_check;
+
+    #[test]
+    fn param_counts_equal_keras() {
+        let m = Sequential::new()
+            .input_shape(3, 1)
+            .add(Lstm::new(1))
+            .build()
+            .unwrap();
+        assert_eq!(m.param_count(), 12);
+        let m = Sequential::new()
+            .input_shape(3, 1)
+            .add(Lstm::new(50))
+            .build()
+            .unwrap();
+        assert_eq!(m.param_count(), 10_400);
+        let m = Sequential::new()
+            .input_shape(30, 1)
+            .add(Lstm::new(50).return_sequences(true))
+            .add(Lstm::new(50))
+            .add(Dense::new(1))
+            .build()
+            .unwrap();
+        assert_eq!(m.param_count(), 10_400 + 20_200 + 51);
+        let s = m.summary();
+        assert!(
+            s.contains("lstm (LSTM)") && s.contains("lstm_1 (LSTM)") && s.contains("dense (Dense)"),
+            "{s}"
+        );
+        assert!(
+            s.contains("(None, 30, 50)") && s.contains("(None, 50)") && s.contains("(None, 1)"),
+            "{s}"
+        );
+        assert!(s.contains("Total params: 30,651"), "{s}");
+    }
+
+    #[test]
+    fn stacking_after_a_flat_output_names_both_layers() {
+        let err = Sequential::new()
+            .input_shape(5, 2)
+            .add(Lstm::new(4))
+            .add(Lstm::new(3))
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'lstm_1'") && err.contains("'lstm'"), "{err}");
+        assert!(err.contains("return_sequences(true) on 'lstm'"), "{err}");
+        // Through a Dense in between, the fix still points at the LSTM.
+        let err = Sequential::new()
+            .input_shape(5, 2)
+            .add(Lstm::new(4).name("encoder"))
+            .add(Dense::new(3))
+            .add(Lstm::new(3))
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'dense'") && err.contains("on 'encoder'"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn configuration_errors_are_clear() {
+        let e = |s: Sequential| s.build().unwrap_err().to_string();
+        assert!(e(Sequential::new().add(Lstm::new(2))).contains("input_shape"));
+        assert!(e(Sequential::new().input_shape(3, 1)).contains("no layers"));
+        assert!(e(Sequential::new().input_shape(0, 1).add(Lstm::new(2))).contains("timesteps"));
+        assert!(e(Sequential::new().input_shape(3, 0).add(Lstm::new(2))).contains("features"));
+        assert!(e(Sequential::new().input_shape(3, 1).add(Lstm::new(0)))
+            .contains("units must be at least 1"));
+        assert!(e(Sequential::new()
+            .input_shape(3, 1)
+            .add(Lstm::new(1_000_000_000_000)))
+        .contains("too large"));
+        assert!(e(Sequential::new()
+            .input_shape(3, 1)
+            .add(Lstm::new(2).return_state(true)))
+        .contains("return_state"));
+        assert!(e(Sequential::new()
+            .input_shape(3, 1)
+            .add(Lstm::new(2).name("a"))
+            .add(Dense::new(1).name("a")))
+        .contains("unique"));
+    }
+
+    #[test]
+    fn predict_validates_input() {
+        let m = Sequential::new()
+            .input_shape(3, 2)
+            .add(Lstm::new(2))
+            .build()
+            .unwrap();
+        let err = m
+            .predict(&Array3::zeros((1, 3, 1)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[batch, 3, 2]") && err.contains("[1, 3, 1]"),
+            "{err}"
+        );
+        let err = m
+            .predict(&Array3::zeros((1, 4, 2)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[1, 4, 2]"), "{err}");
+        let mut x = Array3::zeros((2, 3, 2));
+        x[[1, 0, 1]] = f32::INFINITY;
+        let err = m.predict(&x).unwrap_err().to_string();
+        assert!(err.contains("[1, 0, 1]"), "{err}");
+        // Variable-length models accept any timesteps >= 1, but not 0.
+        let v = Sequential::new()
+            .input_features(2)
+            .add(Lstm::new(2))
+            .build()
+            .unwrap();
+        assert_eq!(
+            v.predict(&Array3::zeros((1, 7, 2))).unwrap().shape(),
+            &[1, 2]
+        );
+        assert!(v.predict(&Array3::zeros((1, 0, 2))).is_err());
+    }
+
+    #[test]
+    fn model_gradients_match_finite_differences() {
+        let mut m = Sequential::new()
+            .input_shape(4, 2)
+            .add(Lstm::new(3).return_sequences(true))
+            .add(Lstm::new(3).return_sequences(true))
+            .add(Dense::new(2).activation(crate::Activation::Tanh))
+            .seed(3)
+            .build()
+            .unwrap();
+        let mut rng = Rng::new(8);
+        let x = Array3::from_shape_fn((2, 4, 2), |_| rng.uniform(-1.0, 1.0) as f32);
+        let y = ArrayD::from_shape_fn(IxDyn(&[2, 4, 2]), |_| rng.uniform(-1.0, 1.0) as f32);
+        let (_, dx) = m.loss_and_gradients(x.view(), y.view(), Loss::Mse).unwrap();
+        let grads = m.get_gradients();
+        let weights = m.get_weights();
+        let base = m.clone();
+        let eval = |m: &mut Model, x: &Array3<f32>| {
+            let mut ws = Workspace::default();
+            m.loss_forward(x.view(), y.view(), Loss::Mse, &mut ws)
+                .unwrap()
+        };
+        let dxs: Vec<f32> = dx.iter().copied().collect();
+        fd_check("input", &dxs, x.len(), |i, e| {
+            let mut x2 = x.clone();
+            x2.as_slice_mut().unwrap()[i] += e;
+            eval(&mut base.clone(), &x2)
+        });
+        for (k, (g, w)) in grads.iter().zip(&weights).enumerate() {
+            let g: Vec<f32> = g.iter().copied().collect();
+            fd_check(&format!("weight {k}"), &g, w.len(), |i, e| {
+                let mut ws2 = weights.clone();
+                ws2[k].as_slice_mut().unwrap()[i] += e;
+                let mut m2 = base.clone();
+                m2.set_weights(&ws2).unwrap();
+                eval(&mut m2, &x)
+            });
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Golden fixtures (real Keras 3 / PyTorch output): loading `case.json` into a model.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array3, ArrayD, IxDyn};
+use serde_json::Value;
+use stacklstm::{Activation, Dense, Loss, Lstm, Model, Sequential};
+
+/// `$STACKLSTM_FIXTURES`, else `shared/fixtures` beside the repository (`../shared/fixtures`
+/// from the repository root).
+pub fn fixtures_dir() -> PathBuf {
+    if let Ok(p) = std::env::var("STACKLSTM_FIXTURES") {
+        return PathBuf::from(p);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+}
+
+/// Every case folder (one holding `case.json`), sorted. Panics if there is none: a parity
+/// test that finds nothing must fail, not pass.
+pub fn case_dirs() -> Vec<PathBuf> {
+    let dir = fixtures_dir();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read fixtures folder {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("case.json").is_file())
+        .collect();
+    cases.sort();
+    assert!(
+        !cases.is_empty(),
+        "no fixture case found under {}",
+        dir.display()
+    );
+    cases
+}
+
+/// A tensor `{"shape": [...], "data": [...]}`.
+pub fn tensor(v: &Value) -> Result<ArrayD<f32>, String> {
+    let shape: Vec<usize> = v["shape"]
+        .as_array()
+        .ok_or("tensor without shape")?
+        .iter()
+        .map(|d| d.as_u64().map(|d| d as usize).ok_or("bad dim"))
+        .collect::<Result<_, _>>()?;
+    let data: Vec<f32> = v["data"]
+        .as_array()
+        .ok_or("tensor without data")?
+        .iter()
+        .map(|d| d.as_f64().map(|d| d as f32).ok_or("bad value"))
+        .collect::<Result<_, _>>()?;
+    ArrayD::from_shape_vec(IxDyn(&shape), data).map_err(|e| e.to_string())
+}
+
+/// One fixture case.
+pub struct Case {
+    pub name: String,
+    pub dir: PathBuf,
+    pub json: Value,
+    pub model: Model,
+    pub x: Array3<f32>,
+    pub loss: Loss,
+}
+
+fn activation(v: &Value, what: &str) -> Result<Activation, String> {
+    let name = v.as_str().ok_or(format!("{what} is not a string"))?;
+    Activation::from_name(name).map_err(|e| format!("{what}: {e}"))
+}
+
+/// The case's loss; an unknown loss is an error (not a skip).
+pub fn loss_of(json: &Value) -> Result<Loss, String> {
+    match json["loss"]["type"].as_str() {
+        Some("mse") => Ok(Loss::Mse),
+        Some("sparse_categorical_crossentropy_from_logits") => {
+            Ok(Loss::SparseCategoricalCrossentropy { from_logits: true })
+        }
+        Some("categorical_crossentropy") => {
+            Ok(Loss::CategoricalCrossentropy { from_logits: false })
+        }
+        other => Err(format!("unsupported loss {other:?}")),
+    }
+}
+
+/// Builds the case's model with its weights; every unknown layer, option or activation is an
+/// error.
+pub fn load_case(dir: &Path) -> Result<Case, String> {
+    let text = std::fs::read_to_string(dir.join("case.json")).map_err(|e| e.to_string())?;
+    let json: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let name = json["name"].as_str().unwrap_or("?").to_string();
+    let x = tensor(&json["input"])?
+        .into_dimensionality::<ndarray::Ix3>()
+        .map_err(|e| format!("input: {e}"))?;
+    let m = &json["model"];
+    let features = m["input_shape"][1].as_u64().ok_or("input_shape[1]")? as usize;
+    let mut seq = Sequential::new().name(name.clone());
+    seq = match m["input_shape"][0].as_u64() {
+        Some(t) => seq.input_shape(t as usize, features),
+        None => seq.input_features(features),
+    };
+    for (i, l) in m["layers"].as_array().ok_or("layers")?.iter().enumerate() {
+        let units = l["units"].as_u64().ok_or(format!("layer {i}: units"))? as usize;
+        match l["type"].as_str() {
+            Some("lstm") => {
+                let known = [
+                    "type",
+                    "units",
+                    "return_sequences",
+                    "activation",
+                    "recurrent_activation",
+                    "use_bias",
+                    "unit_forget_bias",
+                ];
+                if let Some(k) = l
+                    .as_object()
+                    .and_then(|o| o.keys().find(|k| !known.contains(&k.as_str())))
+                {
+                    return Err(format!("layer {i}: unsupported LSTM option '{k}'"));
+                }
+                seq = seq.add(
+                    Lstm::new(units)
+                        .return_sequences(l["return_sequences"].as_bool().unwrap_or(false))
+                        .activation(activation(&l["activation"], "activation")?)
+                        .recurrent_activation(activation(
+                            &l["recurrent_activation"],
+                            "recurrent_activation",
+                        )?)
+                        .use_bias(l["use_bias"].as_bool().unwrap_or(true))
+                        .unit_forget_bias(l["unit_forget_bias"].as_bool().unwrap_or(true)),
+                );
+            }
+            Some("dense") => {
+                seq = seq
+                    .add(Dense::new(units).activation(activation(&l["activation"], "activation")?));
+            }
+            other => return Err(format!("layer {i}: unsupported layer type {other:?}")),
+        }
+    }
+    let mut model = seq.build().map_err(|e| e.to_string())?;
+    model
+        .set_weights(&weights(&json["weights"])?)
+        .map_err(|e| e.to_string())?;
+    let loss = loss_of(&json)?;
+    Ok(Case {
+        name,
+        dir: dir.to_path_buf(),
+        json,
+        model,
+        x,
+        loss,
+    })
+}
+
+/// A weights list (one object per layer, Keras order kernel, recurrent_kernel, bias).
+pub fn weights(v: &Value) -> Result<Vec<ArrayD<f32>>, String> {
+    let mut out = Vec::new();
+    for layer in v.as_array().ok_or("weights is not a list")? {
+        for key in ["kernel", "recurrent_kernel", "bias"] {
+            if !layer[key].is_null() {
+                out.push(tensor(&layer[key])?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `max |a - b|`.
+pub fn max_abs_diff(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f32 {
+    a.iter()
+        .zip(b.iter())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// `max |b|`.
+pub fn max_abs(b: &ArrayD<f32>) -> f32 {
+    b.iter().map(|v| v.abs()).fold(0.0, f32::max)
+}

@@ -1,0 +1,93 @@
+//! Golden parity against real Keras 3 / PyTorch output (`$STACKLSTM_FIXTURES`, default
+//! `../shared/fixtures`): for every case folder, the forward output (1e-5 absolute), the
+//! loss value (1e-4 relative) and the gradients with respect to the input and every weight
+//! (1e-4 relative to the largest value of each tensor), as the fixtures README defines.
+//! Every failing case is reported, not only the first.
+
+mod common;
+
+use common::*;
+
+fn check_case(dir: &std::path::Path) -> Result<(Vec<String>, String), String> {
+    let mut c = load_case(dir)?;
+    let mut fails = Vec::new();
+    let want = tensor(&c.json["output"])?;
+    let got = c.model.predict(&c.x).map_err(|e| e.to_string())?;
+    if got.shape() != want.shape() {
+        return Err(format!(
+            "output shape {:?}, Keras {:?}",
+            got.shape(),
+            want.shape()
+        ));
+    }
+    let d = max_abs_diff(&got, &want);
+    if d > 1e-5 {
+        fails.push(format!("output: max abs diff {d:e} > 1e-5"));
+    }
+    let target = tensor(&c.json["loss"]["target"])?;
+    let (value, dx) = c
+        .model
+        .loss_and_gradients(c.x.view(), target.view(), c.loss)
+        .map_err(|e| e.to_string())?;
+    let want_loss = c.json["loss"]["value"].as_f64().ok_or("loss.value")?;
+    if (value - want_loss).abs() > 1e-4 * want_loss.abs() {
+        fails.push(format!("loss: {value} vs Keras {want_loss}"));
+    }
+    let mut worst_rel = 0.0f32;
+    let mut check = |what: String, a: &ndarray::ArrayD<f32>, b: &ndarray::ArrayD<f32>| {
+        if a.shape() != b.shape() {
+            fails.push(format!("{what}: shape {:?} vs {:?}", a.shape(), b.shape()));
+            return;
+        }
+        let (d, m) = (max_abs_diff(a, b), max_abs(b));
+        worst_rel = worst_rel.max(d / m.max(f32::MIN_POSITIVE));
+        if d > 1e-4 * m {
+            fails.push(format!("{what}: max abs diff {d:e} > 1e-4 * {m:e}"));
+        }
+    };
+    check(
+        "d input".into(),
+        &dx.into_dyn(),
+        &tensor(&c.json["gradients"]["input"])?,
+    );
+    let want_grads = weights(&c.json["gradients"]["weights"])?;
+    let grads = c.model.get_gradients();
+    if grads.len() != want_grads.len() {
+        return Err(format!(
+            "{} weight gradients, Keras has {}",
+            grads.len(),
+            want_grads.len()
+        ));
+    }
+    for (i, (a, b)) in grads.iter().zip(&want_grads).enumerate() {
+        check(format!("d weight {i}"), a, b);
+    }
+    let summary = format!(
+        "output diff {d:.1e}, loss {value:.6}, worst gradient diff {worst_rel:.1e} (relative)"
+    );
+    Ok((fails, summary))
+}
+
+#[test]
+fn every_fixture_case_matches_keras() {
+    let mut report = Vec::new();
+    let cases = case_dirs();
+    for dir in &cases {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match check_case(dir) {
+            Ok((f, s)) if f.is_empty() => println!("{name}: ok: {s}"),
+            Ok((f, _)) => report.push(format!("{name}:\n  {}", f.join("\n  "))),
+            Err(e) => report.push(format!("{name}: {e}")),
+        }
+    }
+    assert!(
+        report.is_empty(),
+        "{} of {} cases fail:\n{}",
+        report.len(),
+        cases.len(),
+        report.join("\n")
+    );
+}
