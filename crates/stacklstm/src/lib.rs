@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod activation;
+pub mod data;
 pub mod error;
 pub mod init;
 pub mod kernels;

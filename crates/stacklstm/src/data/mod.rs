@@ -1,0 +1,132 @@
+//! Data loading and preparation.
+//!
+//! * [`csv`]: numeric time series from CSV files (quoting, BOM, CRLF, missing values).
+//! * [`window`]: supervised windows for next-step / multi-step forecasting, chronological
+//!   splits without leakage, and naive / seasonal-naive baselines with RMSE / MAE.
+//! * [`scaler`]: per-column min-max / standard scaling, fitted on training rows only.
+//! * [`text`]: character and word vocabularies and batches for stateful truncated BPTT.
+//! * [`npy`]: NumPy `.npy` reading (v1/v2/v3, several dtypes) and writing (`<f4`, v1.0).
+//!
+//! [`write_atomic`] is the one file-writing helper of the crate: every file written here goes
+//! through it, so a crash never leaves a half-written file under the final name.
+
+pub mod csv;
+pub mod npy;
+pub mod scaler;
+pub mod text;
+pub mod window;
+
+pub use self::csv::{read_csv_path, read_csv_str, CsvOptions, FillMode, Series};
+pub use self::npy::{read_npy, read_npy_bytes, write_npy};
+pub use self::scaler::{Scaler, ScalerKind};
+pub use self::text::{TbpttBatches, Vocab, VocabKind};
+pub use self::window::{
+    mae, naive_forecast, rmse, seasonal_naive_forecast, split_chronological, ChronoSplit,
+    WindowSpec, Windows,
+};
+
+use crate::error::{Error, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `bytes` to `path` atomically.
+///
+/// The bytes go to a new temporary file in the same directory (`.<name>.tmp.<pid>.<n>`), which
+/// is flushed to disk (`fsync`) and then renamed over `path`. On Unix the directory is synced
+/// too (best effort), so the rename itself survives a crash. Readers see either the old file or
+/// the complete new one, never a partial write. On any error the temporary file is removed.
+pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
+    let path = path.as_ref();
+    let name = path.file_name().ok_or_else(|| {
+        Error::input(format!(
+            "cannot write to '{}': the path has no file name",
+            path.display()
+        ))
+    })?;
+    let dir: PathBuf = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp.{}.{}", std::process::id(), n));
+    let tmp = dir.join(tmp_name);
+
+    let result = (|| -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return result;
+    }
+    #[cfg(unix)]
+    {
+        // Make the rename durable. Failure here is not fatal: the data is already in place.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Finds the project's `shared/` folder for tests that read the real data files: the
+/// `STACKLSTM_SHARED` environment variable, or the first `shared/` folder holding `data/` or
+/// `fixtures/` found walking up from the crate's manifest directory.
+#[cfg(test)]
+pub(crate) fn shared_dir() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("STACKLSTM_SHARED") {
+        return Some(PathBuf::from(p));
+    }
+    let mut dir = Some(Path::new(env!("CARGO_MANIFEST_DIR")));
+    while let Some(d) = dir {
+        let cand = d.join("shared");
+        if cand.join("data").is_dir() || cand.join("fixtures").is_dir() {
+            return Some(cand);
+        }
+        dir = d.parent();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_replaces_and_leaves_no_temp() {
+        let dir = std::env::temp_dir().join(format!("stacklstm_wa_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("f.bin");
+        write_atomic(&p, b"first").unwrap();
+        write_atomic(&p, b"second").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"second");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "temp files left behind: {names:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn write_atomic_into_missing_dir_is_io_error() {
+        let p = std::env::temp_dir().join("stacklstm_no_such_dir_xyz/a/b.npy");
+        match write_atomic(&p, b"x") {
+            Err(Error::Io { .. }) => {}
+            other => panic!("expected Io error, got {other:?}"),
+        }
+    }
+}
