@@ -86,6 +86,52 @@ fn level() -> Level {
     Level::Baseline
 }
 
+/// Elements per block of the gate loops: one AVX-512 register. Blocks are processed as
+/// fixed-size arrays, which LLVM turns into straight vector code; the tail (fewer than
+/// `LANES` units) runs through the same scalar expressions.
+const LANES: usize = 16;
+
+/// `&mut s[k..k + LANES]` as an array (the length check is the only bounds check per block).
+#[inline(always)]
+fn block_mut(s: &mut [f32], k: usize) -> &mut [f32; LANES] {
+    (&mut s[k..k + LANES]).try_into().expect("block in range")
+}
+
+#[inline(always)]
+fn block(s: &[f32], k: usize) -> &[f32; LANES] {
+    (&s[k..k + LANES]).try_into().expect("block in range")
+}
+
+/// One unit of the forward gate pass: `(i, f, g, o, c, φ(c), h)` from `z` and `c_prev`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn forward_unit<R: Fn(f32) -> f32, P: Fn(f32) -> f32>(
+    zi: &mut f32,
+    zf: &mut f32,
+    zc: &mut f32,
+    zo: &mut f32,
+    cp: f32,
+    c: &mut f32,
+    pc: &mut f32,
+    h: &mut f32,
+    ra: &R,
+    act: &P,
+) {
+    let i = ra(*zi);
+    let f = ra(*zf);
+    let g = act(*zc);
+    let o = ra(*zo);
+    let cn = f * cp + i * g;
+    let p = act(cn);
+    *zi = i;
+    *zf = f;
+    *zc = g;
+    *zo = o;
+    *c = cn;
+    *pc = p;
+    *h = o * p;
+}
+
 #[inline(always)]
 fn forward_body<R: Fn(f32) -> f32, P: Fn(f32) -> f32>(
     s: StepForward<'_>,
@@ -103,22 +149,68 @@ fn forward_body<R: Fn(f32) -> f32, P: Fn(f32) -> f32>(
         let (zi, rest) = row.split_at_mut(units);
         let (zf, rest) = rest.split_at_mut(units);
         let (zc, zo) = rest.split_at_mut(units);
-        for k in 0..units {
-            let i = ra(zi[k]);
-            let f = ra(zf[k]);
-            let g = act(zc[k]);
-            let o = ra(zo[k]);
-            let cn = f * cp[k] + i * g;
-            let p = act(cn);
-            zi[k] = i;
-            zf[k] = f;
-            zc[k] = g;
-            zo[k] = o;
-            c[k] = cn;
-            pc[k] = p;
-            h[k] = o * p;
+        let mut k = 0;
+        while k + LANES <= units {
+            let (bi, bf, bc, bo) = (
+                block_mut(zi, k),
+                block_mut(zf, k),
+                block_mut(zc, k),
+                block_mut(zo, k),
+            );
+            let (bcp, bcn, bpc, bh) = (
+                block(cp, k),
+                block_mut(c, k),
+                block_mut(pc, k),
+                block_mut(h, k),
+            );
+            for j in 0..LANES {
+                forward_unit(
+                    &mut bi[j],
+                    &mut bf[j],
+                    &mut bc[j],
+                    &mut bo[j],
+                    bcp[j],
+                    &mut bcn[j],
+                    &mut bpc[j],
+                    &mut bh[j],
+                    &ra,
+                    &act,
+                );
+            }
+            k += LANES;
+        }
+        for k in k..units {
+            forward_unit(
+                &mut zi[k], &mut zf[k], &mut zc[k], &mut zo[k], cp[k], &mut c[k], &mut pc[k],
+                &mut h[k], &ra, &act,
+            );
         }
     }
+}
+
+/// One unit of the backward gate pass (see the module docs).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn backward_unit<R: Fn(f32) -> f32, P: Fn(f32) -> f32>(
+    gate: [f32; 4],
+    cp: f32,
+    pc: f32,
+    dh: f32,
+    dc: &mut f32,
+    di: &mut f32,
+    df: &mut f32,
+    dcc: &mut f32,
+    dout: &mut f32,
+    ra_grad: &R,
+    act_grad: &P,
+) {
+    let [i, f, g, o] = gate;
+    let dct = *dc + dh * o * act_grad(pc);
+    *dout = dh * pc * ra_grad(o);
+    *di = dct * g * ra_grad(i);
+    *df = dct * cp * ra_grad(f);
+    *dcc = dct * i * act_grad(g);
+    *dc = dct * f;
 }
 
 #[inline(always)]
@@ -142,14 +234,48 @@ fn backward_body<R: Fn(f32) -> f32, P: Fn(f32) -> f32>(
         let (di, rest) = drow.split_at_mut(units);
         let (df, rest) = rest.split_at_mut(units);
         let (dcc, dout) = rest.split_at_mut(units);
-        for k in 0..units {
-            let (i, f, g, o) = (gi[k], gf[k], gc[k], go[k]);
-            let dct = dc[k] + dh[k] * o * act_grad(pc[k]);
-            dout[k] = dh[k] * pc[k] * ra_grad(o);
-            di[k] = dct * g * ra_grad(i);
-            df[k] = dct * cp[k] * ra_grad(f);
-            dcc[k] = dct * i * act_grad(g);
-            dc[k] = dct * f;
+        let mut k = 0;
+        while k + LANES <= units {
+            let (bgi, bgf, bgc, bgo) = (block(gi, k), block(gf, k), block(gc, k), block(go, k));
+            let (bcp, bpc, bdh) = (block(cp, k), block(pc, k), block(dh, k));
+            let (bdc, bdi, bdf, bdcc, bdo) = (
+                block_mut(dc, k),
+                block_mut(di, k),
+                block_mut(df, k),
+                block_mut(dcc, k),
+                block_mut(dout, k),
+            );
+            for j in 0..LANES {
+                backward_unit(
+                    [bgi[j], bgf[j], bgc[j], bgo[j]],
+                    bcp[j],
+                    bpc[j],
+                    bdh[j],
+                    &mut bdc[j],
+                    &mut bdi[j],
+                    &mut bdf[j],
+                    &mut bdcc[j],
+                    &mut bdo[j],
+                    &ra_grad,
+                    &act_grad,
+                );
+            }
+            k += LANES;
+        }
+        for k in k..units {
+            backward_unit(
+                [gi[k], gf[k], gc[k], go[k]],
+                cp[k],
+                pc[k],
+                dh[k],
+                &mut dc[k],
+                &mut di[k],
+                &mut df[k],
+                &mut dcc[k],
+                &mut dout[k],
+                &ra_grad,
+                &act_grad,
+            );
         }
     }
 }
