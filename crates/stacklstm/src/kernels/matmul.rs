@@ -1,8 +1,8 @@
 //! The one matrix-multiply entry point of the library.
 //!
 //! `sgemm` computes `C = alpha * op(A) * op(B) + beta * C` on row-major `f32` slices with
-//! leading dimensions, BLAS style, so that transposes cost nothing. It is backed by `faer`
-//! in sequential mode: on the LSTM step shapes of this project (batch 1-64, units 50-512)
+//! leading dimensions, BLAS style, so that transposes cost nothing. It is backed by `faer`,
+//! sequential below [`PAR_MIN_FLOPS`] and split over [`threads`](super::threads) above: on the LSTM step shapes of this project (batch 1-64, units 50-512)
 //! faer measured 94-109 GFLOP/s on one core, the best or within noise of the best Rust
 //! backend, and clearly the best on the `A * B^T` products of backward. faer checks for
 //! AVX-512 / AVX2+FMA at run time, so a portable build is fast. Keeping every call behind
@@ -102,7 +102,23 @@ pub fn sgemm(
     } else {
         Accum::Add
     };
-    matmul(c, accum, a, b, alpha, Par::Seq);
+    matmul(c, accum, a, b, alpha, par(m, n, k));
+}
+
+/// Products smaller than this many FLOPs run on one thread. faer's fork/join costs 13-20 µs
+/// per call on this project's machines, and splitting measured a loss below ~10 MFLOP and
+/// x1.4-1.8 from ~100 MFLOP (64x512x2048); see `docs/performance.md`.
+pub const PAR_MIN_FLOPS: usize = 32_000_000;
+
+/// The parallelism for one product. faer splits the output into blocks, each summed over
+/// the whole `k` by one thread, so the result does not depend on which thread ran what.
+fn par(m: usize, n: usize, k: usize) -> Par {
+    let threads = super::threads();
+    if threads > 1 && 2 * m * n * k >= PAR_MIN_FLOPS {
+        Par::rayon(threads)
+    } else {
+        Par::Seq
+    }
 }
 
 /// Reference `sgemm`: the textbook triple loop in `f64`, the oracle for tests.
@@ -153,6 +169,58 @@ mod tests {
 
     fn rand_vec(rng: &mut Rng, n: usize) -> Vec<f32> {
         (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect()
+    }
+
+    #[test]
+    fn split_products_are_bit_identical_run_to_run() {
+        // Large enough to be split across threads; the split must not change the sums.
+        let (m, n, k) = (96, 512, 400);
+        assert!(2 * m * n * k >= PAR_MIN_FLOPS);
+        let mut rng = Rng::new(9);
+        let a = rand_vec(&mut rng, m * k);
+        let b = rand_vec(&mut rng, k * n);
+        let run = || {
+            let mut c = vec![0.0; m * n];
+            sgemm(
+                Trans::No,
+                Trans::No,
+                m,
+                n,
+                k,
+                1.0,
+                &a,
+                k,
+                &b,
+                n,
+                0.0,
+                &mut c,
+                n,
+            );
+            c
+        };
+        let first = run();
+        for _ in 0..5 {
+            assert_eq!(run(), first);
+        }
+        let mut c = vec![0.0; m * n];
+        sgemm_naive(
+            Trans::No,
+            Trans::No,
+            m,
+            n,
+            k,
+            1.0,
+            &a,
+            k,
+            &b,
+            n,
+            0.0,
+            &mut c,
+            n,
+        );
+        for (x, y) in first.iter().zip(&c) {
+            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
+        }
     }
 
     #[test]
