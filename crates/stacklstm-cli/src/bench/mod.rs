@@ -1,0 +1,4 @@
+//! Support for `stacklstm bench`: the shared workload table and the measuring harness.
+
+pub mod probe;
+pub mod workload;
