@@ -41,6 +41,8 @@ pub struct Compiled {
     pub optimizer: Optimizer,
     /// Metrics reported by `fit` and `evaluate`.
     pub metrics: Vec<Metric>,
+    /// Weights before the current update (reused buffer).
+    snapshot: Vec<f32>,
 }
 
 /// Options of [`Model::fit`], Keras names and defaults.
@@ -226,6 +228,7 @@ impl Model {
             loss,
             optimizer,
             metrics: metrics.to_vec(),
+            snapshot: Vec::new(),
         });
         Ok(())
     }
@@ -285,13 +288,34 @@ impl Model {
                 }
             }
             self.carry_states();
+            // The weights before the update, to restore if the update overflows (a copy into
+            // a buffer reused across steps: O(weights), no allocation once warm).
+            let mut snapshot = std::mem::take(&mut c.snapshot);
+            snapshot.clear();
+            for p in self.params_mut() {
+                snapshot.extend_from_slice(p.value);
+            }
             let mut params = self.params_mut();
             c.optimizer.step(&mut params)?;
-            for p in &params {
-                if let Some(v) = p.value.iter().find(|v| !v.is_finite()) {
-                    return Err(diverged(format!("the update overflowed {} to {v}", p.name)));
+            let bad = params.iter().find_map(|p| {
+                p.value
+                    .iter()
+                    .find(|v| !v.is_finite())
+                    .map(|v| (p.name.clone(), *v))
+            });
+            if let Some((name, v)) = bad {
+                let mut off = 0;
+                for p in params.iter_mut() {
+                    let n = p.value.len();
+                    p.value.copy_from_slice(&snapshot[off..off + n]);
+                    off += n;
                 }
+                c.snapshot = snapshot;
+                return Err(diverged(format!(
+                    "the update overflowed {name} to {v}; the weights before it were kept"
+                )));
             }
+            c.snapshot = snapshot;
             Ok((value, x.dim().0))
         });
         self.compiled = Some(c);
