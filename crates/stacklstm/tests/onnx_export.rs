@@ -599,3 +599,115 @@ fn synthetic_activations_match_reference() {
         eprintln!("  {r}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// through the model files: `.keras` -> Model -> ONNX
+
+#[test]
+fn exported_keras_files_match_onnxruntime() {
+    let _ = python();
+    let root = fixtures_dir();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("model.keras").is_file())
+        .collect();
+    cases.sort();
+    assert!(!cases.is_empty(), "no fixture under {}", root.display());
+    let mut worst = 0.0f32;
+    for dir in &cases {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let loaded = stacklstm::load_model(dir.join("model.keras"), None)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let bytes = stacklstm::io::onnx::export_model(&loaded.model)
+            .unwrap_or_else(|e| panic!("{name}: export: {e}"));
+        // The model's layers are exactly the case's: same bytes as the direct export.
+        let case: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+        let (layers, t, f) = layers_from_case(&case);
+        assert_eq!(bytes, export_onnx(&layers, t, f, &name).unwrap(), "{name}");
+        let x = read_npy(&dir.join("x.npy"));
+        let y = read_npy(&dir.join("y.npy"));
+        let (outs, _) = run_ort(&tmp_dir(&format!("model/{name}")), &bytes, &[x]);
+        let d = max_abs_diff(&outs[0], &y);
+        assert!(d <= TOL, "{name}: max |onnxruntime - keras| = {d:e}");
+        worst = worst.max(d);
+    }
+    eprintln!(
+        "ONNX export of {} .keras files: max abs err {worst:.3e}",
+        cases.len()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// native files in Python's `safetensors`
+
+#[test]
+fn native_files_load_in_python_safetensors() {
+    let py = python();
+    let dir = tmp_dir("python_safetensors");
+    let model = stacklstm::Sequential::new()
+        .name("py")
+        .input_shape(5, 2)
+        .add(stacklstm::Lstm::new(3).return_sequences(true))
+        .add(stacklstm::Lstm::new(4).use_bias(false))
+        .add(stacklstm::Dense::new(2))
+        .seed(3)
+        .build()
+        .unwrap();
+    let path = dir.join("model.safetensors");
+    let training = stacklstm::TrainingState {
+        json: serde_json::json!({"step": 3}),
+        tensors: vec![("m".into(), vec![2, 2], vec![1.0, 2.0, 3.0, 4.0])],
+    };
+    stacklstm::io::save_checkpoint(
+        &path,
+        &model,
+        Some(&serde_json::json!({"scaler": null})),
+        Some(&training),
+    )
+    .unwrap();
+    let script = r#"
+import json, sys
+from safetensors import safe_open
+from safetensors.numpy import load_file
+path = sys.argv[1]
+tensors = load_file(path)
+with safe_open(path, framework="np") as f:
+    meta = f.metadata()
+doc = json.loads(meta["stacklstm"])
+out = {"format": meta["format"], "version": doc["format_version"],
+       "layers": [l["type"] for l in doc["model"]["layers"]],
+       "tensors": {k: [list(v.shape), str(v.dtype), float(v.astype("float64").sum())] for k, v in tensors.items()}}
+print(json.dumps(out))
+"#;
+    let out = Command::new(&py)
+        .arg("-c")
+        .arg(script)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python safetensors failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["format"], "stacklstm");
+    assert_eq!(info["version"], 1);
+    assert_eq!(info["layers"], serde_json::json!(["lstm", "lstm", "dense"]));
+    let tensors = info["tensors"].as_object().unwrap();
+    let mut n = 0;
+    for layer in model.layers() {
+        for (w, shape, data) in layer.weights() {
+            let t = &tensors[&format!("{}/{w}", layer.name())];
+            assert_eq!(t[0], serde_json::json!(shape));
+            assert_eq!(t[1], "float32");
+            let sum: f64 = data.iter().map(|&v| f64::from(v)).sum();
+            assert!((t[2].as_f64().unwrap() - sum).abs() < 1e-9, "{w}");
+            n += 1;
+        }
+    }
+    assert_eq!(tensors.len(), n + 1, "weights plus one training tensor");
+    assert_eq!(tensors["training/m"][2], 10.0);
+}
