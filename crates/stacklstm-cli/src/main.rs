@@ -14,7 +14,7 @@ fn main() {
             // A closed pipe (e.g. `stacklstm summary m | head -1`) is not an error.
             std::process::exit(0);
         }
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", cmd::one_line(&e));
         std::process::exit(1);
     }
 }

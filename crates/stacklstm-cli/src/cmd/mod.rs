@@ -51,6 +51,23 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// The error and its causes on one line, skipping a cause whose text the message before it
+/// already includes (the library's I/O errors print their source themselves).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if out.contains(&msg) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&msg);
+    }
+    out.replace('\n', " ")
+}
+
 /// Loads any supported model file, with the architecture file when one is given.
 pub fn load(model: &Path, arch: Option<&PathBuf>) -> Result<LoadedModel> {
     let arch = match arch {
