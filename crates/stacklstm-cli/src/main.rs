@@ -1,1 +1,20 @@
-fn main() {}
+//! `stacklstm`: the command-line tool. Each subcommand lives in its own file under `cmd/`;
+//! this file only parses the command line and dispatches.
+//!
+//! Exit codes: 0 on success, 1 on an error (one line on stderr), 2 on a usage error.
+
+mod cmd;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cmd::Cli::parse();
+    if let Err(e) = cmd::run(cli) {
+        if cmd::is_broken_pipe(&e) {
+            // A closed pipe (e.g. `stacklstm summary m | head -1`) is not an error.
+            std::process::exit(0);
+        }
+        eprintln!("error: {}", cmd::one_line(&e));
+        std::process::exit(1);
+    }
+}

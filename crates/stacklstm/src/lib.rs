@@ -31,6 +31,7 @@ pub mod activation;
 pub mod data;
 pub mod error;
 pub mod init;
+pub mod io;
 pub mod kernels;
 pub mod layers;
 pub mod loss;
@@ -40,6 +41,7 @@ pub mod train;
 
 pub use activation::Activation;
 pub use error::{Error, Result};
+pub use io::{load_model, Arch, LoadedModel, ModelFormat, TrainingState};
 pub use layers::dense::{Dense, DenseLayer};
 pub use layers::dropout::Dropout;
 pub use layers::embedding::Embedding;

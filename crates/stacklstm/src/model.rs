@@ -281,6 +281,75 @@ impl Sequential {
     }
 }
 
+impl Sequential {
+    /// The layer names `build` will use: explicit names, else Keras-style defaults (`lstm`,
+    /// `lstm_1`, ..., `dense`, ...).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for an empty or duplicate name.
+    pub fn layer_names(&self) -> Result<Vec<String>> {
+        assign_names(&self.layers)
+    }
+
+    /// The weight tensors a model built from this spec has, as `("layer/weight", shape)` in
+    /// Keras `get_weights()` order, computed without building (nothing is allocated), so a
+    /// loader can check a file's tensors against its config first.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`]: no input shape, an absurd size (`units = 10^12`), a bad
+    /// option or name. Stacking errors are left to [`build`](Self::build).
+    pub fn weight_shapes(&self) -> Result<Vec<(String, Vec<usize>)>> {
+        let (timesteps, features) = self
+            .input_shape
+            .ok_or_else(|| Error::config("the model has no input shape"))?;
+        if features == 0
+            || features > MAX_DIM
+            || matches!(timesteps, Some(t) if t == 0 || t > MAX_DIM)
+        {
+            return Err(Error::config(format!(
+                "input shape ({timesteps:?}, {features}) is out of range 1..={MAX_DIM}"
+            )));
+        }
+        let names = assign_names(&self.layers)?;
+        let mut width = features;
+        let mut out = Vec::new();
+        for (spec, name) in self.layers.iter().zip(&names) {
+            match spec {
+                LayerSpec::Lstm(l) => {
+                    l.validate(name, width)?;
+                    let g = 4 * l.units;
+                    out.push((format!("{name}/kernel"), vec![width, g]));
+                    out.push((format!("{name}/recurrent_kernel"), vec![l.units, g]));
+                    if l.use_bias {
+                        out.push((format!("{name}/bias"), vec![g]));
+                    }
+                    width = l.units;
+                }
+                LayerSpec::Dense(d) => {
+                    d.validate(name, width)?;
+                    out.push((format!("{name}/kernel"), vec![width, d.units]));
+                    if d.use_bias {
+                        out.push((format!("{name}/bias"), vec![d.units]));
+                    }
+                    width = d.units;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Builds the model and sets its weights (Keras `get_weights()` order): how a model is
+    /// restored from a file.
+    ///
+    /// # Errors
+    /// As [`build`](Self::build) and [`Model::set_weights`].
+    pub fn build_with_weights(&self, weights: &[ArrayD<f32>]) -> Result<Model> {
+        let mut model = self.build()?;
+        model.set_weights(weights)?;
+        Ok(model)
+    }
+}
+
 fn assign_names(specs: &[LayerSpec]) -> Result<Vec<String>> {
     let mut names: Vec<String> = Vec::with_capacity(specs.len());
     let mut counts = std::collections::HashMap::new();
