@@ -744,8 +744,8 @@ pub fn layers_of(model: &crate::model::Model) -> Vec<OnnxLayer> {
                 bias: d.spec.use_bias.then(|| d.bias.clone()),
                 activation: d.spec.activation.name().to_string(),
             }),
-            #[allow(unreachable_patterns)]
-            _ => None,
+            // Dropout is the identity at inference; Embedding is refused by export_model.
+            Layer::Dropout(_) | Layer::Embedding(_) => None,
         })
         .collect()
 }
@@ -757,10 +757,14 @@ pub fn layers_of(model: &crate::model::Model) -> Vec<OnnxLayer> {
 /// model over protobuf's 2 GiB limit.
 pub fn export_model(model: &crate::model::Model) -> Result<Vec<u8>> {
     let layers = layers_of(model);
-    if layers.len() != model.layers().len() {
+    if let Some(l) = model
+        .layers()
+        .iter()
+        .find(|l| matches!(l, crate::model::Layer::Embedding(_)))
+    {
         return Err(Error::UnsupportedFormat {
-            found: "a layer other than LSTM or Dense".into(),
-            supported: "ONNX export of LSTM and Dense layers".into(),
+            found: format!("layer '{}' (Embedding) in an ONNX export", l.name()),
+            supported: "ONNX export of LSTM, Dense and Dropout layers".into(),
         });
     }
     let (t, f) = model.input_shape();

@@ -378,6 +378,8 @@ pub fn from_parts(header: &Header, data: &[u8], arch: Option<&Arch>, file: &str)
         width = match layer {
             LayerSpec::Lstm(l) => l.units,
             LayerSpec::Dense(d) => d.units,
+            LayerSpec::Embedding(e) => e.output_dim,
+            _ => width,
         };
     }
     spec.build_with_weights(&weights)
@@ -386,6 +388,17 @@ pub fn from_parts(header: &Header, data: &[u8], arch: Option<&Arch>, file: &str)
 /// Which source each layer of an explicit architecture takes: the module its `from` names
 /// (the next unused sub-layer of an `nn.LSTM`), else the next unused source of the right kind.
 fn map_explicit(arch: &Arch, srcs: &[Source<'_>], file: &str) -> Result<Vec<usize>> {
+    if let Some(l) = arch
+        .spec
+        .layers
+        .iter()
+        .find(|l| !matches!(l, LayerSpec::Lstm(_) | LayerSpec::Dense(_)))
+    {
+        return Err(Error::UnsupportedFormat {
+            found: format!("{l:?} in the architecture of a PyTorch state_dict"),
+            supported: "nn.LSTM and nn.Linear modules mapped to LSTM and Dense layers".into(),
+        });
+    }
     let mut used = vec![false; srcs.len()];
     let mut out = Vec::with_capacity(arch.spec.layers.len());
     for (k, layer) in arch.spec.layers.iter().enumerate() {
