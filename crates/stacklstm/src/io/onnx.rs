@@ -579,6 +579,57 @@ fn dense_activation(
     })
 }
 
+/// The layers of a built model, ready for [`export_onnx`].
+pub fn layers_of(model: &crate::model::Model) -> Vec<OnnxLayer> {
+    use crate::model::Layer;
+    model
+        .layers()
+        .iter()
+        .filter_map(|layer| match layer {
+            Layer::Lstm(l) => Some(OnnxLayer::Lstm {
+                input_size: l.kernel.len() / (4 * l.spec.units).max(1),
+                units: l.spec.units,
+                kernel: l.kernel.clone(),
+                recurrent_kernel: l.recurrent_kernel.clone(),
+                bias: l.spec.use_bias.then(|| l.bias.clone()),
+                return_sequences: l.spec.return_sequences,
+                activation: l.spec.activation.name().to_string(),
+                recurrent_activation: l.spec.recurrent_activation.name().to_string(),
+            }),
+            Layer::Dense(d) => Some(OnnxLayer::Dense {
+                input_size: d.input_width,
+                units: d.spec.units,
+                kernel: d.kernel.clone(),
+                bias: d.spec.use_bias.then(|| d.bias.clone()),
+                activation: d.spec.activation.name().to_string(),
+            }),
+            // Dropout is the identity at inference; Embedding is refused by export_model.
+            Layer::Dropout(_) | Layer::Embedding(_) => None,
+        })
+        .collect()
+}
+
+/// Exports a built model as ONNX bytes (input `x` `[batch, T, F]`, output `y`).
+///
+/// # Errors
+/// [`Error::UnsupportedFormat`] for a layer or activation ONNX cannot express here, or a
+/// model over protobuf's 2 GiB limit.
+pub fn export_model(model: &crate::model::Model) -> Result<Vec<u8>> {
+    let layers = layers_of(model);
+    if let Some(l) = model
+        .layers()
+        .iter()
+        .find(|l| matches!(l, crate::model::Layer::Embedding(_)))
+    {
+        return Err(Error::UnsupportedFormat {
+            found: format!("layer '{}' (Embedding) in an ONNX export", l.name()),
+            supported: "ONNX export of LSTM, Dense and Dropout layers".into(),
+        });
+    }
+    let (t, f) = model.input_shape();
+    export_onnx(&layers, t, f, &model.spec().name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -718,55 +769,4 @@ mod tests {
         assert!(contains(b"Affine"));
         assert!(contains(b"timesteps"));
     }
-}
-
-/// The layers of a built model, ready for [`export_onnx`].
-pub fn layers_of(model: &crate::model::Model) -> Vec<OnnxLayer> {
-    use crate::model::Layer;
-    model
-        .layers()
-        .iter()
-        .filter_map(|layer| match layer {
-            Layer::Lstm(l) => Some(OnnxLayer::Lstm {
-                input_size: l.kernel.len() / (4 * l.spec.units).max(1),
-                units: l.spec.units,
-                kernel: l.kernel.clone(),
-                recurrent_kernel: l.recurrent_kernel.clone(),
-                bias: l.spec.use_bias.then(|| l.bias.clone()),
-                return_sequences: l.spec.return_sequences,
-                activation: l.spec.activation.name().to_string(),
-                recurrent_activation: l.spec.recurrent_activation.name().to_string(),
-            }),
-            Layer::Dense(d) => Some(OnnxLayer::Dense {
-                input_size: d.input_width,
-                units: d.spec.units,
-                kernel: d.kernel.clone(),
-                bias: d.spec.use_bias.then(|| d.bias.clone()),
-                activation: d.spec.activation.name().to_string(),
-            }),
-            // Dropout is the identity at inference; Embedding is refused by export_model.
-            Layer::Dropout(_) | Layer::Embedding(_) => None,
-        })
-        .collect()
-}
-
-/// Exports a built model as ONNX bytes (input `x` `[batch, T, F]`, output `y`).
-///
-/// # Errors
-/// [`Error::UnsupportedFormat`] for a layer or activation ONNX cannot express here, or a
-/// model over protobuf's 2 GiB limit.
-pub fn export_model(model: &crate::model::Model) -> Result<Vec<u8>> {
-    let layers = layers_of(model);
-    if let Some(l) = model
-        .layers()
-        .iter()
-        .find(|l| matches!(l, crate::model::Layer::Embedding(_)))
-    {
-        return Err(Error::UnsupportedFormat {
-            found: format!("layer '{}' (Embedding) in an ONNX export", l.name()),
-            supported: "ONNX export of LSTM, Dense and Dropout layers".into(),
-        });
-    }
-    let (t, f) = model.input_shape();
-    export_onnx(&layers, t, f, &model.spec().name)
 }
