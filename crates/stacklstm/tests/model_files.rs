@@ -94,7 +94,7 @@ fn every_fixture_file_reproduces_keras_output() {
 fn torch_inference_defaults_to_last_step() {
     let dir = fixtures_dir().join("seq_labeling");
     let m = load_model(dir.join("torch.safetensors"), None).expect("load");
-    assert_eq!(m.model.output_shape().seq, false);
+    assert!(!m.model.output_shape().seq);
     assert_eq!(m.model.input_shape(), (None, 5));
 }
 
