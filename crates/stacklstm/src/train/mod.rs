@@ -13,6 +13,7 @@
 //!   and step, *before* the update, so the model keeps its last finite weights.
 
 pub mod callbacks;
+pub mod checkpoint;
 pub mod metrics;
 
 use std::time::Instant;
