@@ -1,37 +1,21 @@
-//! `stacklstm`: the command-line tool. Each subcommand lives in its own file under `cmd/`.
-
-use std::process::ExitCode;
-
-use clap::{Parser, Subcommand};
+//! `stacklstm`: the command-line tool. Each subcommand lives in its own file under `cmd/`;
+//! this file only parses the command line and dispatches.
+//!
+//! Exit codes: 0 on success, 1 on an error (one line on stderr), 2 on a usage error.
 
 mod bench;
 mod cmd;
 
-/// Stacked LSTM networks from the command line.
-#[derive(Parser)]
-#[command(name = "stacklstm", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+use clap::Parser;
 
-#[derive(Subcommand)]
-enum Command {
-    /// Run a benchmark workload (shapes from workloads.json) and print its measurements.
-    Bench(cmd::bench::Args),
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Bench(args) => cmd::bench::run(&args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if cmd::is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+fn main() {
+    let cli = cmd::Cli::parse();
+    if let Err(e) = cmd::run(cli) {
+        if cmd::is_broken_pipe(&e) {
+            // A closed pipe (e.g. `stacklstm summary m | head -1`) is not an error.
+            std::process::exit(0);
         }
+        eprintln!("error: {}", cmd::one_line(&e));
+        std::process::exit(1);
     }
 }

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use ndarray::{Array3, ArrayD, IxDyn};
 use serde::Deserialize;
 use stacklstm::init::Rng;
-use stacklstm::{Dense, Loss, Lstm, Model, Sequential};
+use stacklstm::{Dense, Embedding, Loss, Lstm, Model, Sequential};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -183,11 +183,6 @@ impl Spec {
     }
 }
 
-/// How a token input is fed while the model has no Embedding layer: as the embedding's
-/// output (a dense `[B, T, embedding_dim]` input), which runs every matmul of the workload
-/// and leaves out only the table lookup and its scatter-add gradient (not counted in FLOPs).
-pub const TOKENS_NOTE: &str = "tokens: Embedding not yet in the model; fed as its dense output [B, T, embedding_dim] (lookup and its gradient not timed)";
-
 impl Workload {
     /// Width of the first LSTM's input.
     pub fn input_width(&self) -> Result<usize> {
@@ -231,7 +226,16 @@ impl Workload {
 
     /// Builds the model (seed 0, Keras default initialisers).
     pub fn build(&self) -> Result<Model> {
-        let mut s = Sequential::new().input_shape(self.input.timesteps, self.input_width()?);
+        let t = self.input.timesteps;
+        let mut s = if self.input.kind == "tokens" {
+            // Token ids `[B, T, 1]` looked up in an Embedding(vocab, embedding_dim).
+            let vocab = self.input.vocab.context("a tokens input needs vocab")?;
+            Sequential::new()
+                .input_shape(t, 1)
+                .add(Embedding::new(vocab, self.input_width()?))
+        } else {
+            Sequential::new().input_shape(t, self.input_width()?)
+        };
         for l in &self.lstm {
             s = s.add(Lstm::new(l.units).return_sequences(l.return_sequences));
         }
@@ -249,7 +253,8 @@ impl Workload {
         Ok(s.seed(0).build()?)
     }
 
-    /// A synthetic batch `(x [B, T, width], target)`, as the peers' `make_batch`: dense
+    /// A synthetic batch `(x [B, T, width], target)`, as the peers' `make_batch` (token
+    /// inputs: `[B, T, 1]` ids as `f32`): dense
     /// inputs ~ N(0, 1) (the fixed sample at batch 1 when given), one-hot rows of uniform
     /// token ids, random next-token ids (as `f32`) for cross-entropy, N(0, 1) targets for mse.
     pub fn batch(&self, b: usize, seed: u64) -> Result<(Array3<f32>, ArrayD<f32>)> {
@@ -260,6 +265,10 @@ impl Workload {
             ("dense", Some(sample)) if b == 1 => {
                 Array3::from_shape_vec((1, t, width), sample.clone())
                     .context("input.sample does not have timesteps * features values")?
+            }
+            ("tokens", _) => {
+                let vocab = self.input.vocab.context("a tokens input needs vocab")?;
+                Array3::from_shape_simple_fn((b, t, 1), || rng.below(vocab) as f32)
             }
             ("onehot", _) => {
                 let mut x = Array3::zeros((b, t, width));

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use ndarray::{Array3, ArrayD};
 use serde_json::{json, Value};
-use stacklstm::{Loss, Model, Workspace};
+use stacklstm::{Adam, Loss, Model, Workspace};
 
 use crate::bench::probe::{self, Policy};
 use crate::bench::workload::{self, Spec, Workload};
@@ -69,70 +69,21 @@ fn scaled(n: usize, scale: f64) -> usize {
     ((n as f64 * scale).round() as usize).max(1)
 }
 
-/// Adam with Keras' equations (`epsilon` added to `sqrt(v)`, bias correction folded into
-/// the step size), over every parameter of the model.
-struct Adam {
-    lr: f64,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
-    t: i32,
-    m: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
-}
-
-impl Adam {
-    fn new() -> Self {
-        Adam {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-7,
-            t: 0,
-            m: Vec::new(),
-            v: Vec::new(),
-        }
-    }
-
-    fn step(&mut self, model: &mut Model) {
-        self.t += 1;
-        let lr_t =
-            self.lr * (1.0 - self.beta2.powi(self.t)).sqrt() / (1.0 - self.beta1.powi(self.t));
-        let (b1, b2, eps, lr_t) = (
-            self.beta1 as f32,
-            self.beta2 as f32,
-            self.eps as f32,
-            lr_t as f32,
-        );
-        let params = model.params_mut();
-        if self.m.len() != params.len() {
-            self.m = params.iter().map(|p| vec![0.0; p.value.len()]).collect();
-            self.v = params.iter().map(|p| vec![0.0; p.value.len()]).collect();
-        }
-        for ((p, m), v) in params.into_iter().zip(&mut self.m).zip(&mut self.v) {
-            for (((w, &g), m), v) in p.value.iter_mut().zip(p.grad.iter()).zip(m).zip(v) {
-                *m = b1 * *m + (1.0 - b1) * g;
-                *v = b2 * *v + (1.0 - b2) * g * g;
-                *w -= lr_t * *m / (v.sqrt() + eps);
-            }
-        }
-    }
-}
-
-/// One training step: zero the gradients, forward, loss, backward, Adam.
+/// One training step through the public training API: `train_on_batch` after
+/// `compile(loss, Adam(1e-3))` (zero gradients, forward, loss, backward, Adam with Keras'
+/// equations and epsilon 1e-7).
 struct Trainer {
     model: Model,
-    loss: Loss,
-    adam: Adam,
 }
 
 impl Trainer {
+    fn new(mut model: Model, loss: Loss) -> Result<Self> {
+        model.compile(loss, Adam::new(1e-3))?;
+        Ok(Trainer { model })
+    }
+
     fn step(&mut self, x: &Array3<f32>, y: &ArrayD<f32>) -> Result<f64> {
-        let (value, _) = self
-            .model
-            .loss_and_gradients(x.view(), y.view(), self.loss)?;
-        self.adam.step(&mut self.model);
-        Ok(value)
+        Ok(self.model.train_on_batch(x.view(), y.view())?)
     }
 }
 
@@ -249,21 +200,13 @@ fn run_workload(
     policy: &Policy,
 ) -> Result<Vec<Value>> {
     let mut records = Vec::new();
-    let notes: Vec<&str> = if w.input.kind == "tokens" {
-        vec![workload::TOKENS_NOTE]
-    } else {
-        Vec::new()
-    };
+    let notes: Vec<&str> = Vec::new();
     if let (Some(c), Some(loss), true) = (&w.measure.train, w.loss()?, wants(args, "train")) {
         let b = c.batch;
         let steps = scaled(c.steps.unwrap_or(1), args.scale);
         let warm = scaled(c.warmup_steps.unwrap_or(0), args.scale);
         let (x, y) = w.batch(b, 0)?;
-        let mut tr = Trainer {
-            model: w.build()?,
-            loss,
-            adam: Adam::new(),
-        };
+        let mut tr = Trainer::new(w.build()?, loss)?;
         let mem0 = memory_start();
         let t0 = Instant::now();
         for _ in 0..warm {
@@ -450,7 +393,7 @@ pub fn run(args: &Args) -> Result<()> {
             "threads": {"allowed": spec.conventions.threads, "used": stacklstm::kernels::threads()},
             "workloads_file": path.display().to_string(),
             "paths": {
-                "train": "Model::loss_and_gradients (zero grads, forward, loss, backward) + Adam step (Keras equations)",
+                "train": "Model::compile(loss, Adam::new(1e-3)); Model::train_on_batch(x, y)",
                 "infer_throughput": "Model::predict_with(x, &mut Workspace) on a prepared batch",
                 "infer_latency_predict": "Model::predict(&x): fresh buffers, new output array",
                 "infer_latency_direct": "Model::predict_with(x, &mut Workspace): buffers reused",

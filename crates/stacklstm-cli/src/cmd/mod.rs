@@ -1,11 +1,94 @@
-//! One module per subcommand.
+//! Subcommands and what they share: loading a model with an optional architecture.
 
 pub mod bench;
+mod export;
+mod import;
+mod predict;
+mod summary;
 
-/// Whether an error is a closed stdout pipe (`stacklstm bench | head`), which is not a failure.
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use stacklstm::{Arch, LoadedModel};
+
+/// Stacked LSTM networks with Keras semantics.
+#[derive(Debug, Parser)]
+#[command(name = "stacklstm", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a model on an input batch and write its output.
+    Predict(predict::Args),
+    /// Print a model's layers, output shapes and parameter counts.
+    Summary(summary::Args),
+    /// Convert a Keras or PyTorch model file to the native format.
+    Import(import::Args),
+    /// Export a model to ONNX.
+    Export(export::Args),
+    /// Run benchmark workloads (shapes from workloads.json) and print their measurements.
+    Bench(bench::Args),
+}
+
+/// Runs one subcommand.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Predict(a) => predict::run(&a),
+        Command::Summary(a) => summary::run(&a),
+        Command::Import(a) => import::run(&a),
+        Command::Export(a) => export::run(&a),
+        Command::Bench(a) => bench::run(&a),
+    }
+}
+
+/// Whether the error comes from writing to a closed pipe.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// The error and its causes on one line, skipping a cause whose text the message before it
+/// already includes (the library's I/O errors print their source themselves).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if out.contains(&msg) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&msg);
+    }
+    out.replace('\n', " ")
+}
+
+/// Loads any supported model file, with the architecture file when one is given.
+pub fn load(model: &Path, arch: Option<&PathBuf>) -> Result<LoadedModel> {
+    let arch = match arch {
+        Some(p) => Some(
+            Arch::from_path(p).with_context(|| format!("reading architecture {}", p.display()))?,
+        ),
+        None => None,
+    };
+    stacklstm::load_model(model, arch.as_ref())
+        .with_context(|| format!("loading model {}", model.display()))
+}
+
+/// Writes `text` to stdout.
+pub fn print(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()?;
+    Ok(())
 }

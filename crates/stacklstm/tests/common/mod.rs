@@ -8,12 +8,18 @@ use serde_json::Value;
 use stacklstm::{Activation, Dense, Loss, Lstm, Model, Sequential};
 
 /// `$STACKLSTM_FIXTURES`, else `shared/fixtures` beside the repository (`../shared/fixtures`
-/// from the repository root).
+/// from the repository root) or above it.
 pub fn fixtures_dir() -> PathBuf {
     if let Ok(p) = std::env::var("STACKLSTM_FIXTURES") {
         return PathBuf::from(p);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+    // `../shared/fixtures` from the repository root; a checkout placed deeper (a worktree)
+    // finds it in the nearest ancestor that has one.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    root.ancestors()
+        .map(|a| a.join("shared/fixtures"))
+        .find(|p| p.is_dir())
+        .unwrap_or_else(|| root.join("../../../shared/fixtures"))
 }
 
 /// Every case folder (one holding `case.json`), sorted. Panics if there is none: a parity

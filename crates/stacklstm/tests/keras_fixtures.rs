@@ -1,0 +1,225 @@
+//! Reads every fixture case's `model.keras` and `model.weights.h5` and compares them with
+//! `case.json`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use stacklstm::io::keras::{read_keras_file, read_weights_h5, KerasLayer, KerasWeights, Tensor};
+
+fn fixtures_dir() -> PathBuf {
+    common::fixtures_dir()
+}
+
+fn case_dirs() -> Vec<PathBuf> {
+    let dir = fixtures_dir();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read fixtures dir {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("case.json").is_file())
+        .collect();
+    cases.sort();
+    assert!(
+        !cases.is_empty(),
+        "no fixture case found in {}",
+        dir.display()
+    );
+    cases
+}
+
+fn json_tensor(v: &Value) -> Tensor {
+    let shape = v["shape"]
+        .as_array()
+        .expect("shape")
+        .iter()
+        .map(|d| d.as_u64().expect("dim") as usize)
+        .collect();
+    let data = v["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|x| x.as_f64().expect("number") as f32)
+        .collect();
+    Tensor { shape, data }
+}
+
+/// The expected variables of each layer, in model order, from case.json.
+fn expected_weights(case: &Value) -> Vec<Vec<Tensor>> {
+    case["weights"]
+        .as_array()
+        .expect("weights")
+        .iter()
+        .map(|w| {
+            ["kernel", "recurrent_kernel", "bias"]
+                .iter()
+                .filter_map(|k| w.get(*k).map(json_tensor))
+                .collect()
+        })
+        .collect()
+}
+
+fn assert_bit_exact(case: &str, what: &str, got: &Tensor, want: &Tensor) {
+    assert_eq!(got.shape, want.shape, "{case}: {what}: shape");
+    assert_eq!(got.data.len(), want.data.len(), "{case}: {what}: length");
+    for (i, (a, b)) in got.data.iter().zip(&want.data).enumerate() {
+        assert_eq!(
+            a.to_bits(),
+            b.to_bits(),
+            "{case}: {what}: element {i}: {a} != {b}"
+        );
+    }
+}
+
+fn check_weights(
+    case: &str,
+    file: &str,
+    got: &KerasWeights,
+    names: &[String],
+    want: &[Vec<Tensor>],
+) {
+    for (name, want_vars) in names.iter().zip(want) {
+        let vars = got
+            .get(name)
+            .unwrap_or_else(|| panic!("{case}: {file}: no weights for layer {name}"));
+        assert_eq!(
+            vars.len(),
+            want_vars.len(),
+            "{case}: {file}: {name}: variable count"
+        );
+        for (i, (g, w)) in vars.iter().zip(want_vars).enumerate() {
+            assert_bit_exact(case, &format!("{file}: {name} var {i}"), g, w);
+        }
+    }
+    let with_vars = got.layers.iter().filter(|(_, v)| !v.is_empty()).count();
+    assert_eq!(
+        with_vars,
+        names.len(),
+        "{case}: {file}: number of layers with weights"
+    );
+}
+
+fn check_case(dir: &Path) {
+    let case_name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("?")
+        .to_string();
+    let case: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).expect("case.json"))
+            .expect("json");
+    let (model, weights) = read_keras_file(&dir.join("model.keras"))
+        .unwrap_or_else(|e| panic!("{case_name}: model.keras: {e}"));
+
+    // Model structure.
+    assert_eq!(model.name, case_name);
+    let ishape = case["model"]["input_shape"]
+        .as_array()
+        .expect("input_shape");
+    assert_eq!(
+        model.input_shape.0,
+        ishape[0].as_u64().map(|t| t as usize),
+        "{case_name}: timesteps"
+    );
+    assert_eq!(
+        model.input_shape.1,
+        ishape[1].as_u64().expect("F") as usize,
+        "{case_name}: features"
+    );
+    let want_layers = case["model"]["layers"].as_array().expect("layers");
+    assert_eq!(
+        model.layers.len(),
+        want_layers.len(),
+        "{case_name}: layer count"
+    );
+    for (got, want) in model.layers.iter().zip(want_layers) {
+        let s = |k: &str| want[k].as_str().expect(k).to_string();
+        let b = |k: &str| want[k].as_bool().expect(k);
+        let units = want["units"].as_u64().expect("units") as usize;
+        match (want["type"].as_str().expect("type"), got) {
+            (
+                "lstm",
+                KerasLayer::Lstm {
+                    units: u,
+                    return_sequences,
+                    activation,
+                    recurrent_activation,
+                    use_bias,
+                    unit_forget_bias,
+                    ..
+                },
+            ) => {
+                assert_eq!(*u, units, "{case_name}: units");
+                assert_eq!(
+                    *return_sequences,
+                    b("return_sequences"),
+                    "{case_name}: return_sequences"
+                );
+                assert_eq!(*activation, s("activation"), "{case_name}: activation");
+                assert_eq!(
+                    *recurrent_activation,
+                    s("recurrent_activation"),
+                    "{case_name}: recurrent_activation"
+                );
+                assert_eq!(*use_bias, b("use_bias"), "{case_name}: use_bias");
+                assert_eq!(
+                    *unit_forget_bias,
+                    b("unit_forget_bias"),
+                    "{case_name}: unit_forget_bias"
+                );
+            }
+            (
+                "dense",
+                KerasLayer::Dense {
+                    units: u,
+                    activation,
+                    use_bias,
+                    ..
+                },
+            ) => {
+                assert_eq!(*u, units, "{case_name}: dense units");
+                assert_eq!(
+                    *activation,
+                    s("activation"),
+                    "{case_name}: dense activation"
+                );
+                if let Some(ub) = want.get("use_bias").and_then(Value::as_bool) {
+                    assert_eq!(*use_bias, ub);
+                }
+            }
+            (t, g) => panic!("{case_name}: layer type {t} read as {g:?}"),
+        }
+    }
+    assert_eq!(
+        model.keras_version.as_deref().map(|v| v.starts_with("3.")),
+        Some(true)
+    );
+
+    // Weights: from the .keras file (model order) and from the .weights.h5 file (by name).
+    let names: Vec<String> = model.layers.iter().map(|l| l.name().to_string()).collect();
+    let want = expected_weights(&case);
+    assert_eq!(
+        want.len(),
+        names.len(),
+        "{case_name}: case.json weights per layer"
+    );
+    let keras_names: Vec<&str> = weights.layers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        keras_names,
+        names.iter().map(String::as_str).collect::<Vec<_>>(),
+        "{case_name}: weights order"
+    );
+    check_weights(&case_name, "model.keras", &weights, &names, &want);
+    let h5 = read_weights_h5(&dir.join("model.weights.h5"))
+        .unwrap_or_else(|e| panic!("{case_name}: model.weights.h5: {e}"));
+    check_weights(&case_name, "model.weights.h5", &h5, &names, &want);
+}
+
+#[test]
+fn every_fixture_case_reads_bit_exactly() {
+    let cases = case_dirs();
+    for dir in &cases {
+        check_case(dir);
+    }
+    eprintln!("checked {} fixture cases", cases.len());
+}

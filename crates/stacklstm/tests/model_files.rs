@@ -1,0 +1,599 @@
+//! Model files end to end: every fixture through `.keras`, `.weights.h5` and
+//! `torch.safetensors` reproduces Keras' `y.npy` within 1e-5; native save -> load -> predict
+//! is bit-identical (fixtures and a proptest over architectures); checkpoints round-trip
+//! preprocessing and training state bit-exactly; hostile native files are clear errors; a
+//! save killed mid-write never corrupts the previous file; PyTorch multi-layer modules and
+//! explicit mappings.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ndarray::{Array3, ArrayD, IxDyn};
+use proptest::prelude::*;
+use serde_json::json;
+use stacklstm::io::native::{self, TrainingState};
+use stacklstm::io::safetensors;
+use stacklstm::{load_model, Activation, Arch, Dense, Error, Lstm, Model, ModelFormat, Sequential};
+
+use common::*;
+
+const TOL: f32 = 1e-5;
+
+fn read_y(dir: &Path) -> ArrayD<f32> {
+    stacklstm::data::read_npy(dir.join("y.npy")).expect("y.npy")
+}
+
+fn read_x(dir: &Path) -> Array3<f32> {
+    stacklstm::data::read_npy(dir.join("x.npy"))
+        .expect("x.npy")
+        .into_dimensionality()
+        .expect("x is 3-D")
+}
+
+fn bits(a: &ArrayD<f32>) -> Vec<u32> {
+    a.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Every fixture, every file: the prediction against `y.npy`. Reports all failures.
+#[test]
+fn every_fixture_file_reproduces_keras_output() {
+    let mut fails = Vec::new();
+    let mut worst = 0.0f32;
+    let mut checked = 0;
+    for dir in case_dirs() {
+        let case = load_case(&dir).expect("case.json");
+        let name = case.name.clone();
+        let (x, y) = (read_x(&dir), read_y(&dir));
+        let arch = Arch::from(case.model.spec().clone());
+        let mut files = vec![
+            ("model.keras", None, ModelFormat::Keras),
+            ("model.weights.h5", Some(&arch), ModelFormat::KerasWeights),
+        ];
+        if dir.join("torch.safetensors").is_file() {
+            // The state_dict alone does not say whether the last LSTM returns sequences; the
+            // inference assumes it does not, which holds for every case but seq_labeling.
+            let torch_arch = if y.ndim() == 3 { Some(&arch) } else { None };
+            files.push(("torch.safetensors", torch_arch, ModelFormat::Torch));
+        }
+        for (file, arch, format) in files {
+            let loaded = match load_model(dir.join(file), arch) {
+                Ok(l) => l,
+                Err(e) => {
+                    fails.push(format!("{name}/{file}: {e}"));
+                    continue;
+                }
+            };
+            assert_eq!(loaded.format, format, "{name}/{file}");
+            match loaded.model.predict(&x) {
+                Ok(got) if got.shape() == y.shape() => {
+                    let d = max_abs_diff(&got, &y);
+                    worst = worst.max(d);
+                    checked += 1;
+                    if d > TOL {
+                        fails.push(format!("{name}/{file}: max abs diff {d:e}"));
+                    }
+                }
+                Ok(got) => fails.push(format!(
+                    "{name}/{file}: shape {:?} vs {:?}",
+                    got.shape(),
+                    y.shape()
+                )),
+                Err(e) => fails.push(format!("{name}/{file}: {e}")),
+            }
+        }
+    }
+    eprintln!("{checked} fixture files checked, max abs diff {worst:e}");
+    assert!(fails.is_empty(), "{}", fails.join("\n"));
+}
+
+/// The torch file of seq_labeling (last LSTM returns sequences) cannot be inferred: without
+/// an architecture the model differs, which is why the CLI takes `--arch`.
+#[test]
+fn torch_inference_defaults_to_last_step() {
+    let dir = fixtures_dir().join("seq_labeling");
+    let m = load_model(dir.join("torch.safetensors"), None).expect("load");
+    assert!(!m.model.output_shape().seq);
+    assert_eq!(m.model.input_shape(), (None, 5));
+}
+
+#[test]
+fn weights_h5_without_arch_is_a_clear_error() {
+    let dir = fixtures_dir().join("seed_stack2");
+    let e = load_model(dir.join("model.weights.h5"), None).unwrap_err();
+    assert!(e.to_string().contains("--arch"), "{e}");
+    // A wrong architecture names the problem.
+    let arch = Arch::from(
+        Sequential::new()
+            .input_shape(3, 1)
+            .add(Lstm::new(5).return_sequences(true))
+            .add(Lstm::new(3))
+            .add(Dense::new(1)),
+    );
+    let e = load_model(dir.join("model.weights.h5"), Some(&arch)).unwrap_err();
+    assert!(e.to_string().contains("lstm/kernel"), "{e}");
+}
+
+#[test]
+fn native_round_trip_of_every_fixture_is_bit_identical() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for dir in case_dirs() {
+        let case = load_case(&dir).expect("case");
+        let path = tmp.path().join(format!("{}.safetensors", case.name));
+        case.model.save(&path).expect("save");
+        let again = load_model(&path, None).expect("load");
+        assert_eq!(again.format, ModelFormat::Native);
+        assert_eq!(again.model.spec(), case.model.spec());
+        let (a, b) = (
+            case.model.predict(&case.x).expect("predict"),
+            again.model.predict(&case.x).expect("predict"),
+        );
+        assert_eq!(bits(&a), bits(&b), "{}", case.name);
+    }
+}
+
+fn act(k: u8) -> Activation {
+    [
+        Activation::Tanh,
+        Activation::Sigmoid,
+        Activation::HardSigmoid,
+        Activation::Relu,
+        Activation::Linear,
+    ][k as usize % 5]
+}
+
+fn arb_spec() -> impl Strategy<Value = Sequential> {
+    let lstm = (1usize..6, any::<bool>(), 0u8..5, 0u8..5);
+    (
+        prop::option::of(1usize..5),
+        1usize..4,
+        prop::collection::vec(lstm, 1..4),
+        any::<bool>(),
+        prop::option::of((1usize..4, 0u8..6, any::<bool>())),
+        any::<u64>(),
+    )
+        .prop_map(|(t, f, lstms, last_rs, dense, seed)| {
+            let mut s = Sequential::new().seed(seed);
+            s = match t {
+                Some(t) => s.input_shape(t, f),
+                None => s.input_features(f),
+            };
+            let n = lstms.len();
+            for (i, (u, bias, a, r)) in lstms.into_iter().enumerate() {
+                s = s.add(
+                    Lstm::new(u)
+                        .return_sequences(i + 1 < n || last_rs)
+                        .use_bias(bias)
+                        .activation(act(a))
+                        .recurrent_activation(act(r)),
+                );
+            }
+            if let Some((u, a, bias)) = dense {
+                let a = if a == 5 { Activation::Softmax } else { act(a) };
+                s = s.add(Dense::new(u).activation(a).use_bias(bias));
+            }
+            s
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #[test]
+    fn save_load_predict_is_bit_identical(spec in arb_spec(), b in 1usize..4, t in 1usize..5) {
+        let model = spec.build().expect("build");
+        let t = model.input_shape().0.unwrap_or(t);
+        let f = model.input_shape().1;
+        let x = Array3::from_shape_fn((b, t, f), |(i, j, k)| ((i * 7 + j * 3 + k) as f32 * 0.37).sin());
+        let bytes = native::to_bytes(&model, None, None).expect("to_bytes");
+        let again = native::from_bytes(&bytes, "mem").expect("from_bytes");
+        prop_assert_eq!(again.model.spec(), model.spec());
+        let (y0, y1) = (model.predict(&x).expect("p"), again.model.predict(&x).expect("p"));
+        prop_assert_eq!(bits(&y0), bits(&y1));
+        for (w0, w1) in model.get_weights().iter().zip(again.model.get_weights()) {
+            prop_assert_eq!(bits(w0), bits(&w1));
+        }
+    }
+}
+
+fn small_model() -> Model {
+    Sequential::new()
+        .name("small")
+        .input_shape(4, 2)
+        .add(Lstm::new(3).return_sequences(true))
+        .add(Lstm::new(2))
+        .add(Dense::new(1))
+        .seed(7)
+        .build()
+        .expect("build")
+}
+
+#[test]
+fn checkpoint_round_trips_preprocessing_and_training_state() {
+    let model = small_model();
+    let pre = json!({"scaler": {"kind": "minmax", "min": [0.1, -3.5], "max": [1e30, 2.0]},
+                     "vocab": ["a", "b", "<unk>"]});
+    let training = TrainingState {
+        json: json!({"optimizer": {"type": "adam", "learning_rate": 0.001, "beta_1": 0.9},
+                     "step": 20, "epoch": 2, "rng": [1234567890123u64, 42]}),
+        tensors: vec![
+            (
+                "lstm/kernel/m".into(),
+                vec![2, 12],
+                (0..24).map(|i| i as f32 * 1e-3).collect(),
+            ),
+            (
+                "lstm/kernel/v".into(),
+                vec![2, 12],
+                vec![f32::MIN_POSITIVE; 24],
+            ),
+            ("scalar".into(), vec![], vec![-0.0]),
+        ],
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let p = tmp.path().join("ckpt.safetensors");
+    native::save_checkpoint(&p, &model, Some(&pre), Some(&training)).expect("save");
+    let back = load_model(&p, None).expect("load");
+    assert_eq!(back.preprocessing.as_ref(), Some(&pre));
+    let got = back.training.expect("training state");
+    assert_eq!(got.json, training.json);
+    assert_eq!(got.tensors.len(), training.tensors.len());
+    for (a, b) in got.tensors.iter().zip(&training.tensors) {
+        assert_eq!((&a.0, &a.1), (&b.0, &b.1));
+        let (x, y): (Vec<u32>, Vec<u32>) = (
+            a.2.iter().map(|v| v.to_bits()).collect(),
+            b.2.iter().map(|v| v.to_bits()).collect(),
+        );
+        assert_eq!(x, y, "{}", a.0);
+    }
+    for (w0, w1) in model.get_weights().iter().zip(back.model.get_weights()) {
+        assert_eq!(bits(w0), bits(&w1));
+    }
+    // A plain model file has neither.
+    let p2 = tmp.path().join("m.safetensors");
+    model.save(&p2).expect("save");
+    let plain = load_model(&p2, None).expect("load");
+    assert!(plain.preprocessing.is_none() && plain.training.is_none());
+}
+
+/// Rebuilds a native file with its metadata document edited.
+fn edit_doc(bytes: &[u8], f: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let (h, data) = safetensors::parse_bytes(bytes, "mem").expect("parse");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&h.metadata[native::METADATA_KEY]).expect("doc");
+    f(&mut doc);
+    let mut meta = h.metadata.clone();
+    meta.insert(native::METADATA_KEY.into(), doc.to_string());
+    let vals: Vec<(String, Vec<usize>, Vec<f32>)> = h
+        .tensors
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.shape.clone(),
+                safetensors::tensor_data(t, data),
+            )
+        })
+        .collect();
+    let refs: Vec<(String, Vec<usize>, &[f32])> = vals
+        .iter()
+        .map(|(n, s, v)| (n.clone(), s.clone(), v.as_slice()))
+        .collect();
+    safetensors::to_bytes(&refs, &meta).expect("to_bytes")
+}
+
+fn load_err(bytes: &[u8]) -> String {
+    match native::from_bytes(bytes, "bad.safetensors") {
+        Ok(_) => panic!("hostile file loaded"),
+        Err(e) => {
+            let s = e.to_string();
+            assert!(
+                s.contains("bad.safetensors"),
+                "error does not name the file: {s}"
+            );
+            s
+        }
+    }
+}
+
+#[test]
+fn hostile_native_files_are_clear_errors() {
+    let model = small_model();
+    let good = native::to_bytes(&model, Some(&json!({"k": 1})), None).expect("bytes");
+    assert!(native::from_bytes(&good, "good").is_ok());
+
+    // Every truncation, and every single-byte corruption of the header region.
+    for n in 0..good.len() {
+        let _ = load_err(&good[..n]);
+    }
+    for at in 0..good.len().min(600) {
+        let mut b = good.clone();
+        b[at] ^= 0x5a;
+        let _ = native::from_bytes(&b, "flip");
+    }
+    // A header length that lies.
+    let mut b = good.clone();
+    b[..8].copy_from_slice(&(good.len() as u64).to_le_bytes());
+    assert!(load_err(&b).contains("header length"));
+
+    // Config contradicting the tensors, absurd sizes, future versions.
+    let msg = load_err(&edit_doc(&good, |d| {
+        d["model"]["layers"][0]["units"] = json!(4)
+    }));
+    assert!(msg.contains("lstm/kernel"), "{msg}");
+    let msg = load_err(&edit_doc(&good, |d| {
+        d["model"]["layers"][0]["units"] = json!(1_000_000_000_000u64)
+    }));
+    assert!(msg.contains("too large"), "{msg}");
+    let msg = load_err(&edit_doc(&good, |d| {
+        d["model"]["input_shape"] = json!([4, 3])
+    }));
+    assert!(msg.contains("lstm/kernel"), "{msg}");
+    let msg = load_err(&edit_doc(&good, |d| d["format_version"] = json!(99)));
+    assert!(
+        msg.contains("format_version 99") && msg.contains("newer"),
+        "{msg}"
+    );
+    let msg = load_err(&edit_doc(&good, |d| d["format_version"] = json!("1")));
+    assert!(msg.contains("format_version"), "{msg}");
+    let msg = load_err(&edit_doc(&good, |d| d["model"] = json!({"layers": 3})));
+    assert!(msg.contains("model config"), "{msg}");
+    let msg = load_err(&edit_doc(&good, |d| {
+        d["training"] = json!({"state": {}, "tensors": ["ghost"]})
+    }));
+    assert!(msg.contains("ghost"), "{msg}");
+    // Non-finite weights.
+    let mut vals: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    for l in model.layers() {
+        for (w, s, d) in l.weights() {
+            vals.push((format!("{}/{w}", l.name()), s, d.to_vec()));
+        }
+    }
+    vals[0].2[0] = f32::NAN;
+    let (h, _) = safetensors::parse_bytes(&good, "m").expect("parse");
+    let refs: Vec<(String, Vec<usize>, &[f32])> = vals
+        .iter()
+        .map(|(n, s, v)| (n.clone(), s.clone(), v.as_slice()))
+        .collect();
+    let nan = safetensors::to_bytes(&refs, &h.metadata).expect("bytes");
+    assert!(load_err(&nan).contains("non-finite"));
+    // An extra tensor.
+    let extra = [1.0f32];
+    let mut refs2 = refs.clone();
+    refs2[0].2 = &vals[0].2[..];
+    refs2.push(("intruder".into(), vec![1], &extra[..]));
+    let b = safetensors::to_bytes(&refs2, &h.metadata).expect("bytes");
+    assert!(load_err(&b).contains("intruder"));
+    // A safetensors file without our metadata and no LSTM tensors.
+    let b = safetensors::to_bytes(&[("w".into(), vec![1], &extra[..])], &BTreeMap::new())
+        .expect("bytes");
+    assert!(matches!(
+        native::from_bytes(&b, "x"),
+        Err(Error::UnsupportedFormat { .. })
+    ));
+}
+
+#[test]
+fn unknown_files_are_clear_errors() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let p = tmp.path().join("garbage.safetensors");
+    std::fs::write(&p, b"hello, this is not a model").expect("write");
+    let e = load_model(&p, None).unwrap_err().to_string();
+    assert!(e.contains("not a model file"), "{e}");
+    let e = load_model(tmp.path().join("missing.keras"), None).unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e}");
+}
+
+/// A child process saving in a loop is killed at several moments; the file must always load,
+/// as the old model or the new one.
+#[test]
+fn killed_saves_never_corrupt_the_previous_file() {
+    if let Some(path) = std::env::var_os("STACKLSTM_TEST_SAVE_LOOP") {
+        // The child: alternate between two models until killed.
+        let a = big_model(1);
+        let b = big_model(2);
+        for i in 0.. {
+            let m = if i % 2 == 0 { &a } else { &b };
+            m.save(&path).expect("save");
+        }
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("m.safetensors");
+    let a = big_model(1);
+    let b = big_model(2);
+    a.save(&path).expect("save");
+    let exe = std::env::current_exe().expect("current_exe");
+    for (round, delay_ms) in [30u64, 75, 140, 260, 410].into_iter().enumerate() {
+        let mut child = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "killed_saves_never_corrupt_the_previous_file",
+                "--test-threads=1",
+            ])
+            .env("STACKLSTM_TEST_SAVE_LOOP", &path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        let m = load_model(&path, None)
+            .unwrap_or_else(|e| panic!("round {round}: file corrupted by a killed save: {e}"))
+            .model;
+        let w = bits(&m.get_weights()[0]);
+        assert!(
+            w == bits(&a.get_weights()[0]) || w == bits(&b.get_weights()[0]),
+            "round {round}: neither model"
+        );
+    }
+}
+
+fn big_model(seed: u64) -> Model {
+    Sequential::new()
+        .input_shape(8, 64)
+        .add(Lstm::new(256).return_sequences(true))
+        .add(Lstm::new(256))
+        .add(Dense::new(4))
+        .seed(seed)
+        .build()
+        .expect("build")
+}
+
+#[test]
+fn failed_save_leaves_previous_file_intact() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = small_model();
+    // The target is a directory: the rename fails, the directory and its content survive.
+    let dir_target = tmp.path().join("occupied");
+    std::fs::create_dir(&dir_target).expect("mkdir");
+    std::fs::write(dir_target.join("keep"), b"x").expect("write");
+    assert!(matches!(model.save(&dir_target), Err(Error::Io { .. })));
+    assert_eq!(std::fs::read(dir_target.join("keep")).expect("read"), b"x");
+    // No temporary files are left behind.
+    let names: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// PyTorch: synthetic state_dicts.
+
+struct Lcg(u64);
+impl Lcg {
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                self.0 = self
+                    .0
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((self.0 >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+}
+
+fn transpose(v: &[f32], r: usize, c: usize) -> Vec<f32> {
+    let mut out = vec![0.0; v.len()];
+    for i in 0..r {
+        for j in 0..c {
+            out[j * r + i] = v[i * c + j];
+        }
+    }
+    out
+}
+
+/// A state_dict of `rnn = nn.LSTM(3, 4, num_layers=2)` and `head = nn.Linear(4, 2)`, with the
+/// equivalent Keras-layout weights.
+fn multilayer_state_dict() -> (Vec<u8>, Vec<ArrayD<f32>>) {
+    let mut r = Lcg(99);
+    let (f, u, o) = (3usize, 4usize, 2usize);
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let mut keras = Vec::new();
+    for (k, input) in [(0, f), (1, u)] {
+        let (w_ih, w_hh, b_ih, b_hh) = (
+            r.vec(4 * u * input),
+            r.vec(16 * u),
+            r.vec(4 * u),
+            r.vec(4 * u),
+        );
+        keras.push(
+            ArrayD::from_shape_vec(IxDyn(&[input, 4 * u]), transpose(&w_ih, 4 * u, input)).unwrap(),
+        );
+        keras.push(ArrayD::from_shape_vec(IxDyn(&[u, 4 * u]), transpose(&w_hh, 4 * u, u)).unwrap());
+        let bias: Vec<f32> = b_ih.iter().zip(&b_hh).map(|(a, b)| a + b).collect();
+        keras.push(ArrayD::from_shape_vec(IxDyn(&[4 * u]), bias).unwrap());
+        tensors.push((format!("rnn.weight_ih_l{k}"), vec![4 * u, input], w_ih));
+        tensors.push((format!("rnn.weight_hh_l{k}"), vec![4 * u, u], w_hh));
+        tensors.push((format!("rnn.bias_ih_l{k}"), vec![4 * u], b_ih));
+        tensors.push((format!("rnn.bias_hh_l{k}"), vec![4 * u], b_hh));
+    }
+    let (w, b) = (r.vec(o * u), r.vec(o));
+    keras.push(ArrayD::from_shape_vec(IxDyn(&[u, o]), transpose(&w, o, u)).unwrap());
+    keras.push(ArrayD::from_shape_vec(IxDyn(&[o]), b.clone()).unwrap());
+    tensors.push(("head.weight".into(), vec![o, u], w));
+    tensors.push(("head.bias".into(), vec![o], b));
+    let refs: Vec<(String, Vec<usize>, &[f32])> = tensors
+        .iter()
+        .map(|(n, s, v)| (n.clone(), s.clone(), v.as_slice()))
+        .collect();
+    let mut meta = BTreeMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    (safetensors::to_bytes(&refs, &meta).unwrap(), keras)
+}
+
+#[test]
+fn torch_multilayer_lstm_is_expanded() {
+    let (bytes, keras) = multilayer_state_dict();
+    let expected = Sequential::new()
+        .input_features(3)
+        .add(Lstm::new(4).return_sequences(true))
+        .add(Lstm::new(4))
+        .add(Dense::new(2))
+        .build_with_weights(&keras)
+        .expect("reference");
+    let x = Array3::from_shape_fn((2, 5, 3), |(i, j, k)| {
+        (i as f32 - j as f32 * 0.3 + k as f32 * 0.1).cos()
+    });
+    let want = expected.predict(&x).expect("predict");
+
+    // Inferred.
+    let got = stacklstm::io::load_model_bytes(&bytes, "sd", None).expect("infer");
+    assert_eq!(got.format, ModelFormat::Torch);
+    assert_eq!(bits(&got.model.predict(&x).expect("p")), bits(&want));
+
+    // Explicit, with module names.
+    let arch = Arch::from_json(
+        r#"{"input_shape": [5, 3], "layers": [
+            {"type": "lstm", "units": 4, "return_sequences": true, "from": "rnn"},
+            {"type": "lstm", "units": 4, "from": "rnn"},
+            {"type": "dense", "units": 2, "activation": "linear", "from": "head"}]}"#,
+        "arch",
+    )
+    .expect("arch");
+    let got = stacklstm::io::load_model_bytes(&bytes, "sd", Some(&arch)).expect("explicit");
+    assert_eq!(got.model.input_shape(), (Some(5), 3));
+    assert_eq!(bits(&got.model.predict(&x).expect("p")), bits(&want));
+
+    // An explicit mapping that does not fit names the problem.
+    let bad = Arch::from_json(
+        r#"{"input_shape": [5, 3], "layers": [
+            {"type": "lstm", "units": 4, "from": "rnn"},
+            {"type": "dense", "units": 2, "from": "head"}]}"#,
+        "arch",
+    )
+    .expect("arch");
+    let e = stacklstm::io::load_model_bytes(&bytes, "sd", Some(&bad)).unwrap_err();
+    assert!(e.to_string().contains("not used"), "{e}");
+    let bad = Arch::from_json(
+        r#"{"input_shape": [5, 3], "layers": [{"type": "lstm", "units": 4, "from": "nope"}]}"#,
+        "arch",
+    )
+    .expect("arch");
+    let e = stacklstm::io::load_model_bytes(&bytes, "sd", Some(&bad)).unwrap_err();
+    assert!(e.to_string().contains("nope"), "{e}");
+}
+
+#[test]
+fn torch_unsupported_tensors_are_listed() {
+    let v = [0.0f32; 8];
+    let b = safetensors::to_bytes(
+        &[
+            ("rnn.weight_ih_l0_reverse".into(), vec![8, 1], &v[..]),
+            ("norm.running_mean".into(), vec![8], &v[..]),
+        ],
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    let e = stacklstm::io::load_model_bytes(&b, "sd", None).unwrap_err();
+    let s = e.to_string();
+    assert!(matches!(e, Error::UnsupportedFormat { .. }), "{s}");
+    assert!(
+        s.contains("weight_ih_l0_reverse") && s.contains("running_mean"),
+        "{s}"
+    );
+}

@@ -1,0 +1,713 @@
+//! ONNX export parity: every golden fixture (and a few synthetic models covering the other
+//! activations) is exported, run in the real onnxruntime (Python package, through
+//! `scripts/onnx_check.py`), and compared with the Keras output to 1e-5, at the fixture's batch
+//! size and at batch 1.
+//!
+//! Needs `STACKLSTM_ONNX_PYTHON`: the python of a venv made by `scripts/onnx-venv.sh`:
+//!
+//! ```text
+//! export STACKLSTM_ONNX_PYTHON="$(scripts/onnx-venv.sh | tail -n1)"
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use stacklstm::io::onnx::{export_onnx, OnnxLayer};
+
+const TOL: f32 = 1e-5;
+
+// ---------------------------------------------------------------------------------------------
+// environment
+
+fn python() -> PathBuf {
+    match std::env::var_os("STACKLSTM_ONNX_PYTHON") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => panic!(
+            "STACKLSTM_ONNX_PYTHON is not set. The ONNX parity test runs the real onnxruntime; \
+             create its venv and point the variable at its python:\n    \
+             export STACKLSTM_ONNX_PYTHON=\"$(scripts/onnx-venv.sh | tail -n1)\"\n\
+             (scripts/onnx-venv.sh installs pinned onnxruntime + numpy into target/onnx-venv, \
+             or into $STACKLSTM_ONNX_VENV)"
+        ),
+    }
+}
+
+/// Looks for `rel` in the manifest directory and each directory above it.
+fn find_up(rel: &str) -> Option<PathBuf> {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|a| a.join(rel))
+        .find(|p| p.exists())
+}
+
+fn check_script() -> PathBuf {
+    if let Some(p) = std::env::var_os("STACKLSTM_ONNX_CHECK_SCRIPT") {
+        return PathBuf::from(p);
+    }
+    find_up("scripts/onnx_check.py").expect("scripts/onnx_check.py not found")
+}
+
+fn fixtures_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("STACKLSTM_FIXTURES") {
+        return PathBuf::from(p);
+    }
+    find_up("shared/fixtures")
+        .expect("no shared/fixtures directory above the crate (set STACKLSTM_FIXTURES to its path)")
+}
+
+fn tmp_dir(tag: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("onnx_export/{tag}"));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+// ---------------------------------------------------------------------------------------------
+// .npy
+
+/// A float32 array in row-major order.
+#[derive(Debug, Clone, PartialEq)]
+struct Tensor {
+    shape: Vec<usize>,
+    data: Vec<f32>,
+}
+
+impl Tensor {
+    /// The first `n` entries along axis 0.
+    fn take_rows(&self, start: usize, n: usize) -> Tensor {
+        let row: usize = self.shape[1..].iter().product();
+        let mut shape = self.shape.clone();
+        shape[0] = n;
+        Tensor {
+            shape,
+            data: self.data[start * row..(start + n) * row].to_vec(),
+        }
+    }
+}
+
+fn write_npy(path: &Path, t: &Tensor) {
+    let dims: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
+    let shape = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    // magic(6) + version(2) + len(2) + header, padded with spaces to a multiple of 64, '\n' last.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in &t.data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+fn read_npy(path: &Path) -> Tensor {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(
+        &b[..6],
+        b"\x93NUMPY",
+        "{}: not an .npy file",
+        path.display()
+    );
+    let (hlen, hstart) = match b[6] {
+        1 => (u16::from_le_bytes([b[8], b[9]]) as usize, 10),
+        _ => (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12),
+    };
+    let header = std::str::from_utf8(&b[hstart..hstart + hlen]).unwrap();
+    assert!(header.contains("'<f4'"), "{header}");
+    assert!(header.contains("'fortran_order': False"), "{header}");
+    let s = header.split("'shape': (").nth(1).unwrap();
+    let s = &s[..s.find(')').unwrap()];
+    let shape: Vec<usize> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let data: Vec<f32> = b[hstart + hlen..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(
+        data.len(),
+        shape.iter().product::<usize>(),
+        "{}",
+        path.display()
+    );
+    Tensor { shape, data }
+}
+
+// ---------------------------------------------------------------------------------------------
+// running onnxruntime
+
+/// Writes `model`, runs it on each input, returns the outputs and the script's JSON report.
+fn run_ort(dir: &Path, model: &[u8], inputs: &[Tensor]) -> (Vec<Tensor>, Value) {
+    let model_path = dir.join("model.onnx");
+    std::fs::write(&model_path, model).unwrap();
+    let mut cmd = Command::new(python());
+    cmd.arg(check_script()).arg(&model_path);
+    let mut outs = Vec::new();
+    for (i, x) in inputs.iter().enumerate() {
+        let xp = dir.join(format!("x{i}.npy"));
+        let yp = dir.join(format!("y{i}.npy"));
+        let _ = std::fs::remove_file(&yp);
+        write_npy(&xp, x);
+        cmd.arg(&xp).arg(&yp);
+        outs.push(yp);
+    }
+    cmd.arg("--checker");
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", python()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "onnx_check.py failed on {}:\n{}\n{}",
+        model_path.display(),
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+    if info["checker"] == "ok" {
+        // Only when the optional `onnx` package is in the venv: our hand-written protobuf must
+        // be byte-identical to what the reference serializer writes for the same message.
+        assert_eq!(
+            info["roundtrip"],
+            "identical",
+            "{}: {info}",
+            model_path.display()
+        );
+    }
+    (outs.iter().map(|p| read_npy(p)).collect(), info)
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.shape, b.shape, "shape differs");
+    a.data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| {
+            if x.is_nan() || y.is_nan() {
+                f32::INFINITY
+            } else {
+                (x - y).abs()
+            }
+        })
+        .fold(0.0, f32::max)
+}
+
+/// Checks the ONNX-visible signature: `x [batch, T|timesteps, F]`, output `y`.
+fn check_signature(info: &Value, t: Option<usize>, f: usize, out_rank: usize) {
+    let inp = &info["input"];
+    assert_eq!(inp["name"], "x", "{info}");
+    let shape = inp["shape"].as_array().unwrap();
+    assert_eq!(shape.len(), 3, "{info}");
+    assert_eq!(shape[0], "batch", "{info}");
+    match t {
+        Some(t) => assert_eq!(shape[1].as_u64(), Some(t as u64), "{info}"),
+        None => assert_eq!(shape[1], "timesteps", "{info}"),
+    }
+    assert_eq!(shape[2].as_u64(), Some(f as u64), "{info}");
+    assert_eq!(info["output"]["name"], "y", "{info}");
+    let oshape = info["output"]["shape"].as_array().unwrap();
+    assert_eq!(oshape.len(), out_rank, "{info}");
+    assert_eq!(oshape[0], "batch", "{info}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// fixtures
+
+fn tensor(v: &Value) -> Tensor {
+    let shape = v["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    let data = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    Tensor { shape, data }
+}
+
+fn layers_from_case(case: &Value) -> (Vec<OnnxLayer>, Option<usize>, usize) {
+    let model = &case["model"];
+    let t = model["input_shape"][0].as_u64().map(|t| t as usize);
+    let f = model["input_shape"][1].as_u64().unwrap() as usize;
+    let mut width = f;
+    let mut layers = Vec::new();
+    for (spec, w) in model["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(case["weights"].as_array().unwrap())
+    {
+        let units = spec["units"].as_u64().unwrap() as usize;
+        let bias = w.get("bias").map(|b| tensor(b).data);
+        match spec["type"].as_str().unwrap() {
+            "lstm" => {
+                assert_eq!(bias.is_some(), spec["use_bias"].as_bool().unwrap());
+                layers.push(OnnxLayer::Lstm {
+                    input_size: width,
+                    units,
+                    kernel: tensor(&w["kernel"]).data,
+                    recurrent_kernel: tensor(&w["recurrent_kernel"]).data,
+                    bias,
+                    return_sequences: spec["return_sequences"].as_bool().unwrap(),
+                    activation: spec["activation"].as_str().unwrap().into(),
+                    recurrent_activation: spec["recurrent_activation"].as_str().unwrap().into(),
+                })
+            }
+            "dense" => layers.push(OnnxLayer::Dense {
+                input_size: width,
+                units,
+                kernel: tensor(&w["kernel"]).data,
+                bias,
+                activation: spec["activation"].as_str().unwrap().into(),
+            }),
+            other => panic!("unknown layer type {other}"),
+        }
+        width = units;
+    }
+    (layers, t, f)
+}
+
+#[test]
+fn fixtures_match_onnxruntime() {
+    let python = python(); // fail early, with the setup message, when unset
+    let root = fixtures_dir();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("case.json").is_file())
+        .collect();
+    cases.sort();
+    assert!(
+        !cases.is_empty(),
+        "no fixture case found under {}",
+        root.display()
+    );
+
+    let mut report = Vec::new();
+    for dir in &cases {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let case: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+        let (layers, t, f) = layers_from_case(&case);
+        let x = tensor(&case["input"]);
+        let y = tensor(&case["output"]);
+        let batch = x.shape[0];
+        let out_rank = y.shape.len();
+        let mut worst = 0.0f32;
+        let mut checker = String::new();
+
+        // Fixed T as in the fixture (if it has one), then symbolic T.
+        let mut variants = vec![("fixed_t", t)];
+        if t.is_some() {
+            variants.push(("symbolic_t", None));
+        }
+        for (tag, tt) in variants {
+            let model = export_onnx(&layers, tt, f, &name)
+                .unwrap_or_else(|e| panic!("{name}: export failed: {e}"));
+            // Full batch, batch 1 from the first sample, batch 1 from the last sample.
+            let inputs = vec![x.clone(), x.take_rows(0, 1), x.take_rows(batch - 1, 1)];
+            let (outs, info) = run_ort(&tmp_dir(&format!("{name}/{tag}")), &model, &inputs);
+            check_signature(&info, tt, f, out_rank);
+            checker = info["checker"].as_str().unwrap_or("?").to_string();
+            let wants = [y.clone(), y.take_rows(0, 1), y.take_rows(batch - 1, 1)];
+            for (k, (o, w)) in outs.iter().zip(&wants).enumerate() {
+                let d = max_abs_diff(o, w);
+                assert!(
+                    d <= TOL,
+                    "{name} ({tag}, input {k}, batch {}): max |onnxruntime - keras| = {d:e}",
+                    w.shape[0]
+                );
+                worst = worst.max(d);
+            }
+        }
+        report.push(format!(
+            "{name:24} batch {batch} + 1: max abs err {worst:.3e} (onnx checker: {checker})"
+        ));
+    }
+    eprintln!("ONNX export parity ({}):", python.display());
+    for r in &report {
+        eprintln!("  {r}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// synthetic models against a float64 reference of the Keras semantics
+
+struct Rng(u64);
+
+impl Rng {
+    fn uniform(&mut self) -> f32 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let v = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40;
+        (v as f32) / ((1u64 << 24) as f32) - 0.5
+    }
+    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.uniform() * scale).collect()
+    }
+}
+
+fn act(name: &str, v: &mut [f64]) {
+    match name {
+        "tanh" => v.iter_mut().for_each(|x| *x = x.tanh()),
+        "sigmoid" => v.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp())),
+        "relu" => v.iter_mut().for_each(|x| *x = x.max(0.0)),
+        "linear" => {}
+        "hard_sigmoid" => v
+            .iter_mut()
+            .for_each(|x| *x = (*x / 6.0 + 0.5).clamp(0.0, 1.0)),
+        "softmax" => {
+            let m = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            v.iter_mut().for_each(|x| *x = (*x - m).exp());
+            let s: f64 = v.iter().sum();
+            v.iter_mut().for_each(|x| *x /= s);
+        }
+        other => panic!("{other}"),
+    }
+}
+
+/// Keras forward pass in float64. `x` is `[B, T, F]`; returns the output tensor.
+fn reference(layers: &[OnnxLayer], x: &Tensor) -> Tensor {
+    let (b, t) = (x.shape[0], x.shape[1]);
+    // seq[b][t] = vector; `None` time axis after a non-sequence LSTM.
+    let mut seq: Vec<Vec<Vec<f64>>> = (0..b)
+        .map(|i| {
+            (0..t)
+                .map(|j| {
+                    let f = x.shape[2];
+                    x.data[(i * t + j) * f..(i * t + j + 1) * f]
+                        .iter()
+                        .map(|&v| v as f64)
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let mut has_time = true;
+    for layer in layers {
+        match layer {
+            OnnxLayer::Lstm {
+                input_size,
+                units,
+                kernel,
+                recurrent_kernel,
+                bias,
+                return_sequences,
+                activation,
+                recurrent_activation,
+            } => {
+                let (n, h) = (*input_size, *units);
+                for s in seq.iter_mut() {
+                    let mut hs = vec![0.0f64; h];
+                    let mut cs = vec![0.0f64; h];
+                    let mut outs = Vec::new();
+                    for xt in s.iter() {
+                        let mut z: Vec<f64> = (0..4 * h)
+                            .map(|c| bias.as_ref().map_or(0.0, |bb| bb[c] as f64))
+                            .collect();
+                        for (c, zc) in z.iter_mut().enumerate() {
+                            for j in 0..n {
+                                *zc += xt[j] * kernel[j * 4 * h + c] as f64;
+                            }
+                            for j in 0..h {
+                                *zc += hs[j] * recurrent_kernel[j * 4 * h + c] as f64;
+                            }
+                        }
+                        let (zi, rest) = z.split_at_mut(h);
+                        let (zf, rest) = rest.split_at_mut(h);
+                        let (zc, zo) = rest.split_at_mut(h);
+                        act(recurrent_activation, zi);
+                        act(recurrent_activation, zf);
+                        act(recurrent_activation, zo);
+                        act(activation, zc);
+                        for u in 0..h {
+                            cs[u] = zf[u] * cs[u] + zi[u] * zc[u];
+                        }
+                        let mut pc = cs.clone();
+                        act(activation, &mut pc);
+                        for u in 0..h {
+                            hs[u] = zo[u] * pc[u];
+                        }
+                        outs.push(hs.clone());
+                    }
+                    *s = if *return_sequences { outs } else { vec![hs] };
+                }
+                has_time = *return_sequences;
+            }
+            OnnxLayer::Dense {
+                input_size,
+                units,
+                kernel,
+                bias,
+                activation,
+            } => {
+                for s in seq.iter_mut() {
+                    for v in s.iter_mut() {
+                        let mut o: Vec<f64> = (0..*units)
+                            .map(|c| bias.as_ref().map_or(0.0, |bb| bb[c] as f64))
+                            .collect();
+                        for (c, oc) in o.iter_mut().enumerate() {
+                            for j in 0..*input_size {
+                                *oc += v[j] * kernel[j * units + c] as f64;
+                            }
+                        }
+                        act(activation, &mut o);
+                        *v = o;
+                    }
+                }
+            }
+        }
+    }
+    let steps = seq[0].len();
+    let width = seq[0][0].len();
+    let data = seq.iter().flatten().flatten().map(|&v| v as f32).collect();
+    let shape = if has_time {
+        vec![b, steps, width]
+    } else {
+        vec![b, width]
+    };
+    Tensor { shape, data }
+}
+
+fn rand_lstm(
+    r: &mut Rng,
+    n: usize,
+    h: usize,
+    bias: bool,
+    rs: bool,
+    a: &str,
+    ra: &str,
+) -> OnnxLayer {
+    OnnxLayer::Lstm {
+        input_size: n,
+        units: h,
+        kernel: r.vec(n * 4 * h, 1.0),
+        recurrent_kernel: r.vec(h * 4 * h, 1.0),
+        bias: bias.then(|| r.vec(4 * h, 1.0)),
+        return_sequences: rs,
+        activation: a.into(),
+        recurrent_activation: ra.into(),
+    }
+}
+
+fn rand_dense(r: &mut Rng, n: usize, u: usize, bias: bool, a: &str) -> OnnxLayer {
+    OnnxLayer::Dense {
+        input_size: n,
+        units: u,
+        kernel: r.vec(n * u, 1.0),
+        bias: bias.then(|| r.vec(u, 1.0)),
+        activation: a.into(),
+    }
+}
+
+#[test]
+fn synthetic_activations_match_reference() {
+    let _ = python();
+    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+    let f = 3;
+    let models: Vec<(&str, Vec<OnnxLayer>)> = vec![
+        (
+            "linear_act_hard_sigmoid_gates",
+            vec![
+                rand_lstm(&mut r, 3, 4, true, true, "linear", "hard_sigmoid"),
+                rand_lstm(&mut r, 4, 3, false, false, "linear", "sigmoid"),
+                rand_dense(&mut r, 3, 3, true, "softmax"),
+            ],
+        ),
+        (
+            "hard_sigmoid_act_linear_gates",
+            vec![
+                rand_lstm(&mut r, 3, 5, true, true, "hard_sigmoid", "linear"),
+                rand_lstm(&mut r, 5, 2, true, true, "sigmoid", "tanh"),
+                rand_dense(&mut r, 2, 2, false, "sigmoid"),
+            ],
+        ),
+        (
+            "dense_first_and_stacked_dense",
+            vec![
+                rand_dense(&mut r, 3, 4, true, "relu"),
+                rand_lstm(&mut r, 4, 3, true, true, "relu", "hard_sigmoid"),
+                rand_dense(&mut r, 3, 5, true, "tanh"),
+                rand_lstm(&mut r, 5, 2, true, false, "tanh", "sigmoid"),
+                rand_dense(&mut r, 2, 3, true, "hard_sigmoid"),
+                rand_dense(&mut r, 3, 4, true, "softmax"),
+            ],
+        ),
+        (
+            "sequence_softmax",
+            vec![
+                rand_lstm(&mut r, 3, 4, true, true, "tanh", "sigmoid"),
+                rand_dense(&mut r, 4, 3, true, "softmax"),
+            ],
+        ),
+    ];
+    let mut report = Vec::new();
+    for (name, layers) in &models {
+        let mut worst = 0.0f32;
+        for (tag, t) in [("fixed_t", Some(5usize)), ("symbolic_t", None)] {
+            let model = export_onnx(&layers[..], t, f, name).unwrap();
+            let steps = t.unwrap_or(7);
+            let x_big = Tensor {
+                shape: vec![4, steps, f],
+                data: r.vec(4 * steps * f, 4.0),
+            };
+            let mut inputs = vec![x_big.clone(), x_big.take_rows(2, 1)];
+            if t.is_none() {
+                // a different length through the same model
+                inputs.push(Tensor {
+                    shape: vec![2, 3, f],
+                    data: r.vec(2 * 3 * f, 4.0),
+                });
+            }
+            let (outs, info) = run_ort(
+                &tmp_dir(&format!("synthetic/{name}/{tag}")),
+                &model,
+                &inputs,
+            );
+            let want_rank = reference(layers, &inputs[0]).shape.len();
+            check_signature(&info, t, f, want_rank);
+            for (k, (o, x)) in outs.iter().zip(&inputs).enumerate() {
+                let want = reference(layers, x);
+                let d = max_abs_diff(o, &want);
+                assert!(
+                    d <= TOL,
+                    "{name} ({tag}, input {k}): max |onnxruntime - reference| = {d:e}"
+                );
+                worst = worst.max(d);
+            }
+        }
+        report.push(format!("{name:32} max abs err {worst:.3e}"));
+    }
+    eprintln!("ONNX export, synthetic models vs float64 reference:");
+    for r in &report {
+        eprintln!("  {r}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// through the model files: `.keras` -> Model -> ONNX
+
+#[test]
+fn exported_keras_files_match_onnxruntime() {
+    let _ = python();
+    let root = fixtures_dir();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("model.keras").is_file())
+        .collect();
+    cases.sort();
+    assert!(!cases.is_empty(), "no fixture under {}", root.display());
+    let mut worst = 0.0f32;
+    for dir in &cases {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let loaded = stacklstm::load_model(dir.join("model.keras"), None)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let bytes = stacklstm::io::onnx::export_model(&loaded.model)
+            .unwrap_or_else(|e| panic!("{name}: export: {e}"));
+        // The model's layers are exactly the case's: same bytes as the direct export.
+        let case: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+        let (layers, t, f) = layers_from_case(&case);
+        assert_eq!(bytes, export_onnx(&layers, t, f, &name).unwrap(), "{name}");
+        let x = read_npy(&dir.join("x.npy"));
+        let y = read_npy(&dir.join("y.npy"));
+        let (outs, _) = run_ort(&tmp_dir(&format!("model/{name}")), &bytes, &[x]);
+        let d = max_abs_diff(&outs[0], &y);
+        assert!(d <= TOL, "{name}: max |onnxruntime - keras| = {d:e}");
+        worst = worst.max(d);
+    }
+    eprintln!(
+        "ONNX export of {} .keras files: max abs err {worst:.3e}",
+        cases.len()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// native files in Python's `safetensors`
+
+#[test]
+fn native_files_load_in_python_safetensors() {
+    let py = python();
+    let dir = tmp_dir("python_safetensors");
+    let model = stacklstm::Sequential::new()
+        .name("py")
+        .input_shape(5, 2)
+        .add(stacklstm::Lstm::new(3).return_sequences(true))
+        .add(stacklstm::Lstm::new(4).use_bias(false))
+        .add(stacklstm::Dense::new(2))
+        .seed(3)
+        .build()
+        .unwrap();
+    let path = dir.join("model.safetensors");
+    let training = stacklstm::TrainingState {
+        json: serde_json::json!({"step": 3}),
+        tensors: vec![("m".into(), vec![2, 2], vec![1.0, 2.0, 3.0, 4.0])],
+    };
+    stacklstm::io::save_checkpoint(
+        &path,
+        &model,
+        Some(&serde_json::json!({"scaler": null})),
+        Some(&training),
+    )
+    .unwrap();
+    let script = r#"
+import json, sys
+from safetensors import safe_open
+from safetensors.numpy import load_file
+path = sys.argv[1]
+tensors = load_file(path)
+with safe_open(path, framework="np") as f:
+    meta = f.metadata()
+doc = json.loads(meta["stacklstm"])
+out = {"format": meta["format"], "version": doc["format_version"],
+       "layers": [l["type"] for l in doc["model"]["layers"]],
+       "tensors": {k: [list(v.shape), str(v.dtype), float(v.astype("float64").sum())] for k, v in tensors.items()}}
+print(json.dumps(out))
+"#;
+    let out = Command::new(&py)
+        .arg("-c")
+        .arg(script)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python safetensors failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["format"], "stacklstm");
+    assert_eq!(info["version"], 1);
+    assert_eq!(info["layers"], serde_json::json!(["lstm", "lstm", "dense"]));
+    let tensors = info["tensors"].as_object().unwrap();
+    let mut n = 0;
+    for layer in model.layers() {
+        for (w, shape, data) in layer.weights() {
+            let t = &tensors[&format!("{}/{w}", layer.name())];
+            assert_eq!(t[0], serde_json::json!(shape));
+            assert_eq!(t[1], "float32");
+            let sum: f64 = data.iter().map(|&v| f64::from(v)).sum();
+            assert!((t[2].as_f64().unwrap() - sum).abs() < 1e-9, "{w}");
+            n += 1;
+        }
+    }
+    assert_eq!(tensors.len(), n + 1, "weights plus one training tensor");
+    assert_eq!(tensors["training/m"][2], 10.0);
+}
