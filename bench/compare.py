@@ -27,6 +27,19 @@ import sys
 import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def find_up(rel):
+    """`rel` next to the repository or any directory above it (the shared folder sits beside
+    the checkout: ../shared from the repository root)."""
+    d = REPO
+    while True:
+        p = os.path.join(d, rel)
+        if os.path.exists(p):
+            return p
+        if os.path.dirname(d) == d:
+            return os.path.join(REPO, "..", rel)
+        d = os.path.dirname(d)
 PEERS = {
     "torch": ["bench_torch.py"],
     "torch-nomkldnn": ["bench_torch.py", "--no-mkldnn"],
@@ -100,8 +113,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per workload")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply steps/calls (smoke tests)")
     ap.add_argument("--memory", action="store_true", help="also compare peak training memory (torch only)")
-    ap.add_argument("--peers-dir", default=os.path.join(REPO, "..", "shared", "bench", "peers"))
-    ap.add_argument("--workloads-json", default=os.path.join(REPO, "..", "shared", "bench", "workloads.json"))
+    ap.add_argument("--peers-dir", default=find_up(os.path.join("shared", "bench", "peers")))
+    ap.add_argument("--workloads-json", default=find_up(os.path.join("shared", "bench", "workloads.json")))
     ap.add_argument("--python", default=os.path.join(
         os.environ.get("PEERS_VENV", os.path.expanduser("~/.cache/peers-venv")), "bin", "python"))
     ap.add_argument("--stacklstm", default=os.path.join(REPO, "target", "release", "stacklstm"))
