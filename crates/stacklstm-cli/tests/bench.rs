@@ -1,0 +1,107 @@
+//! `stacklstm bench` end to end on a tiny workload table written to a temp dir: the record
+//! schema the comparison script relies on, and the error paths.
+
+use std::process::Command;
+
+const TABLE: &str = r#"{
+  "schema": 1,
+  "conventions": {"threads": 2},
+  "workloads": {
+    "tiny": {
+      "input": {"kind": "dense", "timesteps": 4, "features": 2},
+      "lstm": [{"units": 3, "return_sequences": true}, {"units": 3, "return_sequences": false}],
+      "dense": {"units": 1, "per_timestep": false, "activation": "linear"},
+      "loss": "mse",
+      "measure": {
+        "train": {"batch": 4, "warmup_steps": 1, "steps": 2, "unit": "samples/s"},
+        "infer_throughput": {"batch": 4, "warmup_calls": 1, "calls": 2, "unit": "samples/s"},
+        "infer_latency": {"batch": 1, "warmup_calls": 1, "calls": 3, "unit": "ms"}
+      }
+    },
+    "chars": {
+      "input": {"kind": "tokens", "timesteps": 3, "vocab": 7, "embedding_dim": 2},
+      "lstm": [{"units": 2, "return_sequences": true}],
+      "dense": {"units": 7, "per_timestep": true, "activation": "softmax"},
+      "loss": "softmax_cross_entropy",
+      "measure": {"train": {"batch": 2, "warmup_steps": 1, "steps": 1, "unit": "tokens/s"}}
+    }
+  },
+  "repeats": 1
+}"#;
+
+fn bench(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let table = dir.join("workloads.json");
+    std::fs::write(&table, TABLE).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_stacklstm"))
+        .arg("bench")
+        .arg("--workloads")
+        .arg(&table)
+        .args(args)
+        .env("BENCH_QUIET_WINDOW_S", "0")
+        .env("BENCH_QUIET_MAX_WAIT_S", "0")
+        .output()
+        .expect("run stacklstm")
+}
+
+#[test]
+fn records_follow_the_peers_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bench(dir.path(), &["--workload", "tiny,chars", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["framework"], "stacklstm");
+    let recs = v["records"].as_array().unwrap();
+    let metrics: Vec<(&str, &str)> = recs
+        .iter()
+        .map(|r| {
+            (
+                r["workload"].as_str().unwrap(),
+                r["metric"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        metrics,
+        [
+            ("tiny", "train"),
+            ("tiny", "infer_throughput"),
+            ("tiny", "infer_latency_predict"),
+            ("tiny", "infer_latency_direct"),
+            ("chars", "train"),
+        ]
+    );
+    for r in recs {
+        for k in ["median", "min", "max", "forward_flops_per_sample", "batch"] {
+            assert!(r[k].is_number(), "{k} in {r}");
+        }
+        assert!(r["median"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["gflops"]["median"].as_f64().unwrap() > 0.0, "{r}");
+        assert_eq!(r["values"].as_array().unwrap().len(), 1);
+    }
+    // 2 * 4 * 3 * (2 + 3) * 4 + 2 * 4 * 3 * (3 + 3) * 4 + 2 * 3 * 1
+    assert_eq!(recs[0]["forward_flops_per_sample"], 1062.0);
+    assert_eq!(recs[0]["unit"], "samples/s");
+    assert_eq!(recs[4]["unit"], "tokens/s");
+}
+
+#[test]
+fn unknown_workload_and_missing_table_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bench(dir.path(), &["--workload", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no workload named 'nope'") && err.contains("tiny, chars"),
+        "{err}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_stacklstm"))
+        .args(["bench", "--workloads", "/nonexistent/w.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/w.json"));
+}
