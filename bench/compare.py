@@ -9,6 +9,7 @@ table gives the median over rounds and the ratio of medians (> 1: stacklstm is f
   python3 bench/compare.py --peer torch --workloads ts,deep4 --rounds 3
   python3 bench/compare.py --peer onnxruntime --workloads seed,ts --markdown results.md
   python3 bench/compare.py --peer torch --memory          # also peak training memory
+  python3 bench/compare.py --peer torch --readme README.md  # refresh the README's table
 
 The peer scripts are used as they are from the shared peers folder (default
 ../shared/bench/peers from the repository root), run with the peers' virtual environment
@@ -102,6 +103,19 @@ def peer_memory(args, workload):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def update_readme(path, peer, text):
+    begin, end = f"<!-- compare:{peer}:begin -->", f"<!-- compare:{peer}:end -->"
+    with open(path) as f:
+        readme = f.read()
+    block = f"{begin}\n{text}\n{end}"
+    if begin in readme and end in readme:
+        readme = readme[:readme.index(begin)] + block + readme[readme.index(end) + len(end):]
+    else:
+        readme = readme.rstrip("\n") + "\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(readme)
+
+
 def key(rec):
     return rec["workload"], rec["metric"]
 
@@ -120,6 +134,8 @@ def main():
     ap.add_argument("--stacklstm", default=os.path.join(REPO, "target", "release", "stacklstm"))
     ap.add_argument("--json", help="write every record and the ratios to this file")
     ap.add_argument("--markdown", help="append the table (markdown) to this file")
+    ap.add_argument("--readme", help="replace this peer's table in the README (between "
+                    "<!-- compare:PEER:begin/end --> markers, added at the end when missing)")
     args = ap.parse_args()
     args.workloads_json = os.path.abspath(args.workloads_json)
     args.peers_dir = os.path.abspath(args.peers_dir)
@@ -194,6 +210,8 @@ def main():
     if args.markdown:
         with open(args.markdown, "a") as f:
             f.write(text + "\n\n")
+    if args.readme:
+        update_readme(args.readme, args.peer, text)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"peer": args.peer, "date": date, "platform": platform.platform(), "rows": rows,
