@@ -196,15 +196,16 @@ def main():
         fmtv = (lambda v: f"{v:.4g}") if r["unit"] == "ms" else (lambda v: f"{v:,.0f}")
         lines.append(f"| {r['workload']} | {m} | {r['unit']} | {fmtv(r['ours'])} | {fmtv(r['peer'])} | "
                      f"**{r['speedup']:.2f}x** |")
-    if mem:
-        lines += ["", "| workload | training memory | stacklstm MiB | " + args.peer + " MiB | ratio |",
-                  "|---|---|---:|---:|---:|"]
-        for name, m in mem.items():
-            if "ours" in m and "peer" in m and m["ours"]:
-                for f, label in (("peak_rss_mib", "process peak RSS"), ("rss_growth_mib", "growth during training")):
-                    o, p = m["ours"].get(f), m["peer"].get(f)
-                    if o is not None and p:
-                        lines.append(f"| {name} | {label} | {o:.1f} | {p:.1f} | {o / p:.2f} |")
+    mem_rows = []
+    for name, m in mem.items():
+        if "ours" in m and "peer" in m and m["ours"]:
+            for f, label in (("peak_rss_mib", "process peak RSS"), ("rss_growth_mib", "growth during training")):
+                o, p = m["ours"].get(f), m["peer"].get(f)
+                if o is not None and p:
+                    mem_rows.append(f"| {name} | {label} | {o:.1f} | {p:.1f} | {o / p:.2f} |")
+    if mem_rows:
+        lines += ["", "| workload | training memory | stacklstm MiB | " + args.peer + " MiB | ours / peer |",
+                  "|---|---|---:|---:|---:|"] + mem_rows
     text = "\n".join(lines)
     print(text)
     if args.markdown:
