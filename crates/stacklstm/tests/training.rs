@@ -447,7 +447,7 @@ fn checkpoint_best_only_plateau_and_logger() {
     let s2 = saves.clone();
     let ckpt = ModelCheckpoint::new(
         dir.join("best.json"),
-        Box::new(move |m: &Model, p: &std::path::Path| {
+        Box::new(move |m: &Model, p: &std::path::Path, _epochs: usize| {
             s2.borrow_mut().push(m.param_count());
             std::fs::write(p, b"saved").map_err(|e| Error::io(p, e))
         }),

@@ -3,7 +3,9 @@
 mod export;
 mod import;
 mod predict;
+mod progress;
 mod summary;
+mod train;
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +33,8 @@ pub enum Command {
     Import(import::Args),
     /// Export a model to ONNX.
     Export(export::Args),
+    /// Train a stacked LSTM on a CSV time series or a text, and save it.
+    Train(train::Args),
 }
 
 /// Runs one subcommand.
@@ -40,6 +44,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Summary(a) => summary::run(&a),
         Command::Import(a) => import::run(&a),
         Command::Export(a) => export::run(&a),
+        Command::Train(a) => train::run(&a),
     }
 }
 
