@@ -1,8 +1,13 @@
 //! Subcommands and what they share: loading a model with an optional architecture.
 
+mod demo;
+mod evaluate;
 mod export;
+mod forecast;
+mod generate;
 mod import;
 mod predict;
+mod prep;
 mod progress;
 mod summary;
 mod train;
@@ -34,7 +39,15 @@ pub enum Command {
     /// Export a model to ONNX.
     Export(export::Args),
     /// Train a stacked LSTM on a CSV time series or a text, and save it.
-    Train(train::Args),
+    Train(Box<train::Args>),
+    /// Loss and errors of a trained model on new data, next to baselines.
+    Evaluate(evaluate::Args),
+    /// Forecast a series past its end, feeding predictions back.
+    Forecast(forecast::Args),
+    /// Sample text from a language model.
+    Generate(generate::Args),
+    /// Train on the embedded monthly sunspot series and compare with baselines.
+    Demo(demo::Args),
 }
 
 /// Runs one subcommand.
@@ -45,6 +58,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Import(a) => import::run(&a),
         Command::Export(a) => export::run(&a),
         Command::Train(a) => train::run(&a),
+        Command::Evaluate(a) => evaluate::run(&a),
+        Command::Forecast(a) => forecast::run(&a),
+        Command::Generate(a) => generate::run(&a),
+        Command::Demo(a) => demo::run(&a),
     }
 }
 
