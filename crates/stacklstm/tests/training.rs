@@ -521,7 +521,11 @@ fn predict_in_batches_of_any_size_equals_one_call() {
     for bs in [1, 5, 36, 37, 100] {
         let parts = m.predict_batched(&x, bs).unwrap();
         assert_eq!(parts.shape(), whole.shape());
-        let d = parts.iter().zip(whole.iter()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let d = parts
+            .iter()
+            .zip(whole.iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         // Rows are independent; only the GEMM blocking of a different batch size may
         // change rounding.
         assert!(d < 1e-6, "batch size {bs}: max diff {d}");

@@ -100,10 +100,6 @@ pub fn run(a: &Args) -> Result<()> {
     if a.json {
         super::print(&serde_json::to_string_pretty(&results)?)
     } else {
-        let lines: Vec<String> = results
-            .as_object()
-            .map(|o| o.iter().map(|(k, v)| format!("{k}: {v}")).collect())
-            .unwrap_or_default();
-        super::print(&lines.join("\n"))
+        super::print(&super::report::render(&results))
     }
 }

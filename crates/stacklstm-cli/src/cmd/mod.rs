@@ -9,6 +9,7 @@ mod import;
 mod predict;
 mod prep;
 mod progress;
+mod report;
 mod summary;
 mod train;
 

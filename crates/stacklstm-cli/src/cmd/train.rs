@@ -345,10 +345,8 @@ fn finish(
         if let Some(v) = report.final_val_loss {
             lines.push(format!("final val_loss {v:.6}"));
         }
-        if let Some(obj) = report.extra.as_object() {
-            for (k, v) in obj {
-                lines.push(format!("{k}: {v}"));
-            }
+        if report.extra.as_object().is_some_and(|o| !o.is_empty()) {
+            lines.push(super::report::render(&report.extra));
         }
         super::print(&lines.join("\n"))?;
     }
