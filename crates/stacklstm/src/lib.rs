@@ -36,14 +36,20 @@ pub mod kernels;
 pub mod layers;
 pub mod loss;
 pub mod model;
+pub mod optim;
+pub mod train;
 
 pub use activation::Activation;
 pub use error::{Error, Result};
 pub use io::{load_model, Arch, LoadedModel, ModelFormat, TrainingState};
 pub use layers::dense::{Dense, DenseLayer};
+pub use layers::dropout::Dropout;
+pub use layers::embedding::Embedding;
 pub use layers::lstm::{Lstm, LstmLayer, LstmOutput};
 pub use loss::Loss;
 pub use model::{Layer, LayerSpec, Model, ParamMut, Sequential, Workspace};
+pub use optim::{Adagrad, Adam, AdamW, RmsProp, Schedule, Sgd};
+pub use train::{EarlyStopping, Fit, History, Metric};
 
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

@@ -6,6 +6,10 @@
 //! | loss | value | d value / d y |
 //! |---|---|---|
 //! | mse | `mean((y - t)^2)` over all elements | `2 (y - t) / n` |
+//! | mae | `mean(abs(y - t))` | `sign(y - t) / n` |
+//! | huber | `mean(½e² if abs(e) <= δ else δ(abs(e) - ½δ))` | `clip(e, -δ, δ) / n` |
+//! | BCE, probs | `mean(-(t log p + (1-t) log(1-p)))`, `p = clip(y)` | `(p - t) / (p (1 - p) n)` where not clipped |
+//! | BCE, logits | `mean(max(z,0) - z t + log(1 + e^-abs(z)))` | `(σ(z) - t) / n` |
 //! | sparse CE, logits | `mean_rows(-log softmax(y)[t])` | `(softmax(y) - onehot(t)) / rows` |
 //! | sparse CE, probs | `mean_rows(-log clip(y[t]))` | `-1 / (rows · y[t])` at `t` |
 //! | CE, logits | `mean_rows(-Σ t log softmax(y))` | `(softmax(y) Σt - t) / rows` |
@@ -27,6 +31,18 @@ pub const EPSILON: f32 = 1e-7;
 pub enum Loss {
     /// Mean squared error over all elements.
     Mse,
+    /// Mean absolute error over all elements.
+    Mae,
+    /// Huber loss over all elements: `½e²` for `|e| <= delta`, else `delta (|e| - ½delta)`.
+    Huber {
+        /// Threshold between the quadratic and linear parts (Keras default 1.0).
+        delta: f32,
+    },
+    /// Binary cross-entropy over all elements (targets in `[0, 1]`).
+    BinaryCrossentropy {
+        /// The output is logits (no sigmoid applied yet).
+        from_logits: bool,
+    },
     /// Cross-entropy against integer class ids (`[B]` or `[B, T]`).
     SparseCategoricalCrossentropy {
         /// The output is logits (no softmax applied yet).
@@ -49,6 +65,9 @@ impl Loss {
     pub fn name(&self) -> &'static str {
         match self {
             Loss::Mse => "mse",
+            Loss::Mae => "mae",
+            Loss::Huber { .. } => "huber",
+            Loss::BinaryCrossentropy { .. } => "binary_crossentropy",
             Loss::SparseCategoricalCrossentropy { .. } => "sparse_categorical_crossentropy",
             Loss::CategoricalCrossentropy { .. } => "categorical_crossentropy",
         }
@@ -95,6 +114,63 @@ impl Loss {
                     let e = a - t;
                     sum += f64::from(e) * f64::from(e);
                     *g = scale * e;
+                }
+                sum / n
+            }
+            Loss::Mae => {
+                let n = y.len() as f64;
+                let scale = (1.0 / n) as f32;
+                let mut sum = 0.0f64;
+                for ((g, &a), &t) in dy.iter_mut().zip(y).zip(target) {
+                    let e = a - t;
+                    sum += f64::from(e.abs());
+                    *g = if e > 0.0 {
+                        scale
+                    } else if e < 0.0 {
+                        -scale
+                    } else {
+                        0.0
+                    };
+                }
+                sum / n
+            }
+            Loss::Huber { delta } => {
+                if !(delta > 0.0 && delta.is_finite()) {
+                    return Err(Error::config(format!(
+                        "huber delta must be > 0, got {delta}"
+                    )));
+                }
+                let n = y.len() as f64;
+                let scale = (1.0 / n) as f32;
+                let mut sum = 0.0f64;
+                for ((g, &a), &t) in dy.iter_mut().zip(y).zip(target) {
+                    let e = a - t;
+                    let ae = e.abs();
+                    sum += if ae <= delta {
+                        0.5 * f64::from(e) * f64::from(e)
+                    } else {
+                        f64::from(delta) * (f64::from(ae) - 0.5 * f64::from(delta))
+                    };
+                    *g = e.clamp(-delta, delta) * scale;
+                }
+                sum / n
+            }
+            Loss::BinaryCrossentropy { from_logits } => {
+                let n = y.len() as f64;
+                let scale = (1.0 / n) as f32;
+                let mut sum = 0.0f64;
+                for ((g, &z), &t) in dy.iter_mut().zip(y).zip(target) {
+                    if from_logits {
+                        sum += f64::from(z.max(0.0) - z * t + (-z.abs()).exp().ln_1p());
+                        let s = 1.0 / (1.0 + (-z).exp());
+                        *g = (s - t) * scale;
+                    } else {
+                        let p = z.clamp(EPSILON, 1.0 - EPSILON);
+                        sum -= f64::from(t * p.ln() + (1.0 - t) * (1.0 - p).ln());
+                        if z > EPSILON && z < 1.0 - EPSILON {
+                            *g = (p - t) / (p * (1.0 - p)) * scale;
+                        }
+                    }
                 }
                 sum / n
             }
@@ -198,6 +274,25 @@ mod tests {
     fn gradients_match_finite_differences() {
         let y = [0.3f32, -1.2, 0.8, 2.0, 0.1, -0.4];
         fd(Loss::Mse, &y, &[0.0, 1.0, -1.0, 0.5, 0.2, 0.0], 3);
+        fd(Loss::Mae, &y, &[0.0, 1.0, -1.0, 0.5, 0.2, 0.0], 3);
+        fd(
+            Loss::Huber { delta: 1.0 },
+            &y,
+            &[0.0, 1.0, -1.0, 0.5, 0.2, 0.0],
+            3,
+        );
+        fd(
+            Loss::BinaryCrossentropy { from_logits: true },
+            &y,
+            &[0.0, 1.0, 1.0, 0.0, 0.3, 1.0],
+            3,
+        );
+        fd(
+            Loss::BinaryCrossentropy { from_logits: false },
+            &[0.2, 0.7, 0.5, 0.9, 0.1, 0.4],
+            &[0.0, 1.0, 1.0, 0.0, 0.3, 1.0],
+            3,
+        );
         fd(
             Loss::SparseCategoricalCrossentropy { from_logits: true },
             &y,
@@ -232,6 +327,20 @@ mod tests {
             .compute(&[1.0, 3.0], &[0.0, 0.0], 1, &mut dy)
             .unwrap();
         assert!((v - 5.0).abs() < 1e-12);
+        let v = Loss::Mae
+            .compute(&[1.0, -3.0], &[0.0, 0.0], 1, &mut dy)
+            .unwrap();
+        assert!((v - 2.0).abs() < 1e-12);
+        // Huber(1): 0.5·0.25 and 1·(3 - 0.5).
+        let v = Loss::Huber { delta: 1.0 }
+            .compute(&[0.5, 3.0], &[0.0, 0.0], 1, &mut dy)
+            .unwrap();
+        assert!((v - (0.125 + 2.5) / 2.0).abs() < 1e-7);
+        // BCE of p = 0.5 is ln 2 whatever the target.
+        let v = Loss::BinaryCrossentropy { from_logits: false }
+            .compute(&[0.5, 0.5], &[0.0, 1.0], 1, &mut dy)
+            .unwrap();
+        assert!((v - 2f64.ln()).abs() < 1e-6);
         // Uniform logits over 4 classes: -log(1/4).
         let v = Loss::SparseCategoricalCrossentropy { from_logits: true }
             .compute(&[7.0; 4], &[3.0], 4, &mut dy)

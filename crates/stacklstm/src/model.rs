@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{shape_str, Error, Result};
 use crate::init::Rng;
 use crate::layers::dense::{Dense, DenseLayer};
+use crate::layers::dropout::{draw_mask, Dropout, DropoutLayer};
+use crate::layers::embedding::{Embedding, EmbeddingLayer};
 use crate::layers::lstm::{Lstm, LstmCache, LstmLayer};
 use crate::layers::{check_finite, to_batch_major, to_time_major};
 use crate::loss::Loss;
@@ -28,6 +30,22 @@ pub enum LayerSpec {
     Lstm(Lstm),
     /// A Dense layer.
     Dense(Dense),
+    /// An Embedding layer (first layer only).
+    Embedding(Embedding),
+    /// A Dropout layer.
+    Dropout(Dropout),
+}
+
+impl From<Embedding> for LayerSpec {
+    fn from(e: Embedding) -> Self {
+        LayerSpec::Embedding(e)
+    }
+}
+
+impl From<Dropout> for LayerSpec {
+    fn from(d: Dropout) -> Self {
+        LayerSpec::Dropout(d)
+    }
 }
 
 impl From<Lstm> for LayerSpec {
@@ -47,18 +65,24 @@ impl LayerSpec {
         match self {
             LayerSpec::Lstm(_) => "LSTM",
             LayerSpec::Dense(_) => "Dense",
+            LayerSpec::Embedding(_) => "Embedding",
+            LayerSpec::Dropout(_) => "Dropout",
         }
     }
     fn default_prefix(&self) -> &'static str {
         match self {
             LayerSpec::Lstm(_) => "lstm",
             LayerSpec::Dense(_) => "dense",
+            LayerSpec::Embedding(_) => "embedding",
+            LayerSpec::Dropout(_) => "dropout",
         }
     }
     fn explicit_name(&self) -> Option<&str> {
         match self {
             LayerSpec::Lstm(l) => l.name.as_deref(),
             LayerSpec::Dense(d) => d.name.as_deref(),
+            LayerSpec::Embedding(e) => e.name.as_deref(),
+            LayerSpec::Dropout(d) => d.name.as_deref(),
         }
     }
 }
@@ -176,8 +200,30 @@ impl Sequential {
         let mut flat_origin: Option<(String, &'static str, Option<String>)> = None;
         let mut layers = Vec::with_capacity(self.layers.len());
         let mut shapes = Vec::with_capacity(self.layers.len());
-        for (spec, name) in self.layers.iter().zip(&names) {
+        for (idx, (spec, name)) in self.layers.iter().zip(&names).enumerate() {
             match spec {
+                LayerSpec::Embedding(e) => {
+                    if idx != 0 || features != 1 {
+                        return Err(Error::config(format!(
+                            "layer '{name}' (Embedding) must be the first layer, on an input of token ids with one feature (input_shape(timesteps, 1)); here it is layer {} on {} features",
+                            idx + 1,
+                            shape.width
+                        )));
+                    }
+                    let built = EmbeddingLayer::build(e.clone(), name.clone(), &mut rng)?;
+                    shape = OutShape {
+                        seq: true,
+                        width: e.output_dim,
+                    };
+                    layers.push(Layer::Embedding(built));
+                }
+                LayerSpec::Dropout(d) => {
+                    d.validate(name)?;
+                    layers.push(Layer::Dropout(DropoutLayer {
+                        spec: d.clone(),
+                        name: name.clone(),
+                    }));
+                }
                 LayerSpec::Lstm(l) => {
                     if !shape.seq {
                         let (prev, kind, lstm) = flat_origin.clone().unwrap_or_default();
@@ -220,6 +266,7 @@ impl Sequential {
             }
             shapes.push(shape);
         }
+        let n = layers.len();
         Ok(Model {
             spec: self.clone(),
             timesteps,
@@ -227,6 +274,9 @@ impl Sequential {
             layers,
             shapes,
             ws: Workspace::default(),
+            compiled: None,
+            rng: Rng::new(self.seed ^ 0x5EED_D20F_0A1E_0001),
+            states: vec![None; n],
         })
     }
 }
@@ -355,6 +405,10 @@ pub enum Layer {
     Lstm(LstmLayer),
     /// A built Dense.
     Dense(DenseLayer),
+    /// A built Embedding.
+    Embedding(EmbeddingLayer),
+    /// A Dropout layer.
+    Dropout(DropoutLayer),
 }
 
 impl Layer {
@@ -363,6 +417,8 @@ impl Layer {
         match self {
             Layer::Lstm(l) => &l.name,
             Layer::Dense(d) => &d.name,
+            Layer::Embedding(e) => &e.name,
+            Layer::Dropout(d) => &d.name,
         }
     }
     /// Keras class name.
@@ -370,6 +426,8 @@ impl Layer {
         match self {
             Layer::Lstm(_) => "LSTM",
             Layer::Dense(_) => "Dense",
+            Layer::Embedding(_) => "Embedding",
+            Layer::Dropout(_) => "Dropout",
         }
     }
     /// Weights in Keras order with their names and shapes.
@@ -377,6 +435,33 @@ impl Layer {
         match self {
             Layer::Lstm(l) => l.weights(),
             Layer::Dense(d) => d.weights(),
+            Layer::Embedding(e) => vec![(
+                "embeddings",
+                vec![e.spec.input_dim, e.spec.output_dim],
+                e.embeddings.as_slice(),
+            )],
+            Layer::Dropout(_) => Vec::new(),
+        }
+    }
+    /// Gradients, in the order of [`weights`](Self::weights).
+    pub fn gradients(&self) -> Vec<&[f32]> {
+        match self {
+            Layer::Lstm(x) => {
+                let mut g = vec![x.grad_kernel.as_slice(), x.grad_recurrent_kernel.as_slice()];
+                if x.spec.use_bias {
+                    g.push(x.grad_bias.as_slice());
+                }
+                g
+            }
+            Layer::Dense(x) => {
+                let mut g = vec![x.grad_kernel.as_slice()];
+                if x.spec.use_bias {
+                    g.push(x.grad_bias.as_slice());
+                }
+                g
+            }
+            Layer::Embedding(e) => vec![e.grad_embeddings.as_slice()],
+            Layer::Dropout(_) => Vec::new(),
         }
     }
     fn params_mut(&mut self) -> Vec<(&'static str, &mut Vec<f32>, &mut Vec<f32>)> {
@@ -402,12 +487,16 @@ impl Layer {
                 }
                 v
             }
+            Layer::Embedding(e) => vec![("embeddings", &mut e.embeddings, &mut e.grad_embeddings)],
+            Layer::Dropout(_) => Vec::new(),
         }
     }
     fn zero_grad(&mut self) {
         match self {
             Layer::Lstm(l) => l.zero_grad(),
             Layer::Dense(d) => d.zero_grad(),
+            Layer::Embedding(e) => e.zero_grad(),
+            Layer::Dropout(_) => {}
         }
     }
     fn param_count(&self) -> usize {
@@ -437,6 +526,10 @@ pub struct Workspace {
     grad_a: Vec<f32>,
     grad_b: Vec<f32>,
     scratch: Vec<f32>,
+    /// Per layer: the Dropout layer's mask (empty when not training).
+    masks: Vec<Vec<f32>>,
+    /// The target of the last loss, time-major (what the output rows are compared with).
+    pub(crate) target: Vec<f32>,
 }
 
 /// A built model: layers with weights, ready for predict and training.
@@ -447,7 +540,13 @@ pub struct Model {
     features: usize,
     layers: Vec<Layer>,
     shapes: Vec<OutShape>,
-    ws: Workspace,
+    pub(crate) ws: Workspace,
+    /// Loss and optimizer, once compiled.
+    pub(crate) compiled: Option<crate::train::Compiled>,
+    /// Training randomness (dropout masks).
+    pub(crate) rng: Rng,
+    /// Per layer: the carried `(h, c)` of a stateful LSTM.
+    pub(crate) states: Vec<Option<(Vec<f32>, Vec<f32>)>>,
 }
 
 impl Model {
@@ -559,23 +658,7 @@ impl Model {
     pub fn get_gradients(&self) -> Vec<ArrayD<f32>> {
         let mut out = Vec::new();
         for l in &self.layers {
-            let grads: Vec<&[f32]> = match l {
-                Layer::Lstm(x) => {
-                    let mut g = vec![x.grad_kernel.as_slice(), x.grad_recurrent_kernel.as_slice()];
-                    if x.spec.use_bias {
-                        g.push(x.grad_bias.as_slice());
-                    }
-                    g
-                }
-                Layer::Dense(x) => {
-                    let mut g = vec![x.grad_kernel.as_slice()];
-                    if x.spec.use_bias {
-                        g.push(x.grad_bias.as_slice());
-                    }
-                    g
-                }
-            };
-            for ((_, shape, _), g) in l.weights().into_iter().zip(grads) {
+            for ((_, shape, _), g) in l.weights().into_iter().zip(l.gradients()) {
                 if let Ok(a) = ArrayD::from_shape_vec(IxDyn(&shape), g.to_vec()) {
                     out.push(a);
                 }
@@ -591,8 +674,9 @@ impl Model {
         }
     }
 
-    /// Checks an input batch against the model's input shape.
-    fn check_input(&self, x: ArrayView3<'_, f32>) -> Result<()> {
+    /// Checks an input batch against the model's input shape (and token ids against the
+    /// vocabulary, and the batch size against carried stateful state).
+    pub(crate) fn check_input(&self, x: ArrayView3<'_, f32>) -> Result<()> {
         let (b, t, f) = x.dim();
         let bad_t = t == 0 || self.timesteps.is_some_and(|want| want != t);
         if f != self.features || bad_t {
@@ -605,14 +689,77 @@ impl Model {
                 got: shape_str(&[b, t, f]),
             });
         }
-        check_finite(x, &format!("model '{}'", self.spec.name))
+        check_finite(x, &format!("model '{}'", self.spec.name))?;
+        if let Some(Layer::Embedding(e)) = self.layers.first() {
+            e.check_ids(x.iter().copied())?;
+        }
+        for (l, st) in self.layers.iter().zip(&self.states) {
+            if let (Layer::Lstm(l), Some((h, _))) = (l, st) {
+                if h.len() != b * l.units() {
+                    return Err(Error::ShapeMismatch {
+                        layer: format!("stateful layer '{}'", l.name),
+                        expected: format!("batch {} (the batch its state was carried from; call reset_states() to start over)", h.len() / l.units()),
+                        got: format!("batch {b}"),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
-    /// Runs every layer over the time-major input in `ws.x`.
-    fn forward_ws(&self, ws: &mut Workspace) {
+    /// Draws the dropout masks of one training batch (one mask per sequence for LSTM
+    /// `dropout`/`recurrent_dropout`, one per element for Dropout layers), or clears them.
+    pub(crate) fn prepare_masks(&mut self, training: bool) {
+        let (t, b) = (self.ws.t, self.ws.b);
+        let ws = &mut self.ws;
+        ws.lstm.resize_with(self.layers.len(), LstmCache::default);
+        ws.masks.resize_with(self.layers.len(), Vec::new);
+        let mut seq = true;
+        let mut width = self.features;
+        for (i, layer) in self.layers.iter().enumerate() {
+            match layer {
+                Layer::Lstm(l) => {
+                    let c = &mut ws.lstm[i];
+                    c.in_mask.clear();
+                    c.rec_mask.clear();
+                    if training && l.spec.dropout > 0.0 {
+                        draw_mask(
+                            &mut self.rng,
+                            l.spec.dropout,
+                            b * l.input_width,
+                            &mut c.in_mask,
+                        );
+                    }
+                    if training && l.spec.recurrent_dropout > 0.0 {
+                        draw_mask(
+                            &mut self.rng,
+                            l.spec.recurrent_dropout,
+                            b * l.units(),
+                            &mut c.rec_mask,
+                        );
+                    }
+                    seq = l.spec.return_sequences;
+                }
+                Layer::Dropout(d) => {
+                    ws.masks[i].clear();
+                    if training && d.spec.rate > 0.0 {
+                        let rows = if seq { t * b } else { b };
+                        draw_mask(&mut self.rng, d.spec.rate, rows * width, &mut ws.masks[i]);
+                    }
+                }
+                Layer::Dense(_) | Layer::Embedding(_) => {}
+            }
+            width = self.shapes[i].width;
+        }
+    }
+
+    /// Runs every layer over the time-major input in `ws.x`, starting stateful LSTMs from
+    /// `states`. Masks prepared in `ws` are applied (none at inference).
+    fn forward_ws(&self, ws: &mut Workspace, states: &[Option<(Vec<f32>, Vec<f32>)>]) {
         let (t, b) = (ws.t, ws.b);
         ws.outs.resize_with(self.layers.len(), Vec::new);
         ws.lstm.resize_with(self.layers.len(), LstmCache::default);
+        ws.masks.resize_with(self.layers.len(), Vec::new);
         let mut seq = true;
         for (i, layer) in self.layers.iter().enumerate() {
             let (before, rest) = ws.outs.split_at_mut(i);
@@ -620,15 +767,47 @@ impl Model {
             let out = &mut rest[0];
             match layer {
                 Layer::Lstm(l) => {
-                    l.forward(input, t, b, None, &mut ws.lstm[i], out);
+                    let st = states
+                        .get(i)
+                        .and_then(|s| s.as_ref())
+                        .map(|(h, c)| (h.as_slice(), c.as_slice()));
+                    l.forward(input, t, b, st, &mut ws.lstm[i], out);
                     seq = l.spec.return_sequences;
                 }
                 Layer::Dense(d) => {
                     let rows = if seq { t * b } else { b };
                     d.forward(input, rows, out);
                 }
+                Layer::Embedding(e) => e.forward(input, out),
+                Layer::Dropout(_) => {
+                    out.clear();
+                    let m = &ws.masks[i];
+                    if m.is_empty() {
+                        out.extend_from_slice(input);
+                    } else {
+                        out.extend(input.iter().zip(m).map(|(v, k)| v * k));
+                    }
+                }
             }
         }
+    }
+
+    /// Stores the final `(h, c)` of every stateful LSTM after a forward.
+    pub(crate) fn carry_states(&mut self) {
+        for (i, l) in self.layers.iter().enumerate() {
+            if let Layer::Lstm(l) = l {
+                if l.spec.stateful {
+                    let c = &self.ws.lstm[i];
+                    self.states[i] =
+                        Some((c.h_last(l.units()).to_vec(), c.c_last(l.units()).to_vec()));
+                }
+            }
+        }
+    }
+
+    /// Forgets the carried state of every stateful LSTM (the next batch starts from zero).
+    pub fn reset_states(&mut self) {
+        self.states.iter_mut().for_each(|s| *s = None);
     }
 
     /// Output buffer of the last forward to an array `[B, U]` or `[B, T, U]`.
@@ -652,7 +831,9 @@ impl Model {
         Ok(())
     }
 
-    /// Runs the model on `x` `[batch, timesteps, features]` (inference).
+    /// Runs the model on `x` `[batch, timesteps, features]` (inference: dropout off).
+    /// Stateful LSTMs start from their carried state, which is left unchanged (see
+    /// [`predict_on_batch`](Self::predict_on_batch) to carry it on).
     ///
     /// # Shapes
     /// Output `[batch, units]`, or `[batch, timesteps, units]` when the last LSTM returns
@@ -660,7 +841,8 @@ impl Model {
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] for a wrong feature count or timesteps, and
-    /// [`Error::InvalidInput`] for a NaN or infinite value (with its position).
+    /// [`Error::InvalidInput`] for a NaN or infinite value (with its position) or a token id
+    /// outside the vocabulary.
     pub fn predict(&self, x: &Array3<f32>) -> Result<ArrayD<f32>> {
         let mut ws = Workspace::default();
         self.predict_with(x.view(), &mut ws)
@@ -672,27 +854,50 @@ impl Model {
     /// As [`predict`](Self::predict).
     pub fn predict_with(&self, x: ArrayView3<'_, f32>, ws: &mut Workspace) -> Result<ArrayD<f32>> {
         self.load_input(x, ws)?;
-        self.forward_ws(ws);
+        ws.masks.iter_mut().for_each(Vec::clear);
+        for c in &mut ws.lstm {
+            c.in_mask.clear();
+            c.rec_mask.clear();
+        }
+        self.forward_ws(ws, &self.states);
         Ok(self.output_array(ws))
     }
 
-    /// Forward pass that keeps what [`backward`](Self::backward) needs.
+    /// Inference on one batch that carries the state of stateful LSTMs on to the next call
+    /// (Keras `predict_on_batch` on a stateful model), e.g. to generate step by step.
+    ///
+    /// # Errors
+    /// As [`predict`](Self::predict).
+    pub fn predict_on_batch(&mut self, x: ArrayView3<'_, f32>) -> Result<ArrayD<f32>> {
+        let mut ws = std::mem::take(&mut self.ws);
+        let r = self.predict_with(x, &mut ws);
+        self.ws = ws;
+        if r.is_ok() {
+            self.carry_states();
+        }
+        r
+    }
+
+    /// Forward pass (dropout off) that keeps what [`backward`](Self::backward) needs.
     ///
     /// # Errors
     /// As [`predict`](Self::predict).
     pub fn forward_train(&mut self, x: ArrayView3<'_, f32>) -> Result<ArrayD<f32>> {
         let mut ws = std::mem::take(&mut self.ws);
-        let r = self.load_input(x, &mut ws).map(|()| {
-            self.forward_ws(&mut ws);
-            self.output_array(&ws)
-        });
+        let r = self.load_input(x, &mut ws);
         self.ws = ws;
-        r
+        r?;
+        self.prepare_masks(false);
+        let mut ws = std::mem::take(&mut self.ws);
+        self.forward_ws(&mut ws, &self.states);
+        let out = self.output_array(&ws);
+        self.ws = ws;
+        Ok(out)
     }
 
     /// Backward of the last [`forward_train`](Self::forward_train): `dy` is the gradient of
     /// the output (same shape). Accumulates into the weight gradients and returns the
-    /// gradient of the input `[batch, timesteps, features]`.
+    /// gradient of the input `[batch, timesteps, features]` (zero for token ids).
     ///
     /// # Errors
     /// [`Error::State`] without a preceding forward, [`Error::ShapeMismatch`] if `dy` does
@@ -739,18 +944,38 @@ impl Model {
     fn backward_ws(&mut self, ws: &mut Workspace, input_grad: bool) {
         for i in (0..self.layers.len()).rev() {
             let input: &[f32] = if i == 0 { &ws.x } else { &ws.outs[i - 1] };
-            let dx = (i > 0 || input_grad).then_some(&mut ws.grad_b);
+            let want_dx = i > 0 || input_grad;
+            let dx = want_dx.then_some(&mut ws.grad_b);
             match &mut self.layers[i] {
                 Layer::Lstm(l) => l.backward(input, &ws.grad_a, None, &mut ws.lstm[i], dx),
                 Layer::Dense(d) => d.backward(input, &ws.outs[i], &ws.grad_a, &mut ws.scratch, dx),
+                Layer::Embedding(e) => {
+                    e.backward(input, &ws.grad_a);
+                    if let Some(dx) = dx {
+                        // Token ids are not differentiable: their gradient is zero.
+                        dx.clear();
+                        dx.resize(input.len(), 0.0);
+                    }
+                }
+                Layer::Dropout(_) => {
+                    if let Some(dx) = dx {
+                        dx.clear();
+                        let m = &ws.masks[i];
+                        if m.is_empty() {
+                            dx.extend_from_slice(&ws.grad_a);
+                        } else {
+                            dx.extend(ws.grad_a.iter().zip(m).map(|(g, k)| g * k));
+                        }
+                    }
+                }
             }
             std::mem::swap(&mut ws.grad_a, &mut ws.grad_b);
         }
     }
 
-    /// Zeroes the gradients, runs forward, the loss and backward on one batch. Returns the
-    /// loss value and the gradient of the input; weight gradients are left in the layers
-    /// (see [`get_gradients`](Self::get_gradients)).
+    /// Zeroes the gradients, runs forward (dropout off), the loss and backward on one batch.
+    /// Returns the loss value and the gradient of the input; weight gradients are left in
+    /// the layers (see [`get_gradients`](Self::get_gradients)).
     ///
     /// `target` has the output's shape, or for sparse losses the output's shape without
     /// its last axis (class ids).
@@ -763,26 +988,41 @@ impl Model {
         target: ArrayViewD<'_, f32>,
         loss: Loss,
     ) -> Result<(f64, Array3<f32>)> {
+        let value = self.loss_step(x, target, loss, false, true)?;
+        let dx = to_batch_major(&self.ws.grad_a, self.ws.t, self.ws.b, self.features);
+        Ok((value, dx))
+    }
+
+    /// One forward + loss + backward over a batch: zeroes the gradients, draws dropout
+    /// masks when `training`, leaves the weight gradients in the layers (and d input in
+    /// `ws.grad_a` when `input_grad`). Does not touch carried state.
+    pub(crate) fn loss_step(
+        &mut self,
+        x: ArrayView3<'_, f32>,
+        target: ArrayViewD<'_, f32>,
+        loss: Loss,
+        training: bool,
+        input_grad: bool,
+    ) -> Result<f64> {
         self.zero_grad();
         let mut ws = std::mem::take(&mut self.ws);
-        let r = self.loss_forward(x, target, loss, &mut ws);
-        let r = r.map(|value| {
-            self.backward_ws(&mut ws, true);
-            (value, to_batch_major(&ws.grad_a, ws.t, ws.b, self.features))
-        });
+        let r = self
+            .load_input(x, &mut ws)
+            .and_then(|()| self.check_target(&ws, &target, loss));
+        self.ws = ws;
+        r?;
+        self.prepare_masks(training);
+        let mut ws = std::mem::take(&mut self.ws);
+        self.forward_ws(&mut ws, &self.states);
+        let r = self.loss_of_output(&mut ws, target, loss);
+        if r.is_ok() {
+            self.backward_ws(&mut ws, input_grad);
+        }
         self.ws = ws;
         r
     }
 
-    /// Forward and loss; leaves d loss / d output (time-major) in `ws.grad_a`.
-    fn loss_forward(
-        &self,
-        x: ArrayView3<'_, f32>,
-        target: ArrayViewD<'_, f32>,
-        loss: Loss,
-        ws: &mut Workspace,
-    ) -> Result<f64> {
-        self.load_input(x, ws)?;
+    fn check_target(&self, ws: &Workspace, target: &ArrayViewD<'_, f32>, loss: Loss) -> Result<()> {
         let s = self.output_shape();
         let (b, t) = (ws.b, ws.t);
         let mut want: Vec<usize> = if s.seq {
@@ -800,26 +1040,69 @@ impl Model {
                 got: shape_str(target.shape()),
             });
         }
-        self.forward_ws(ws);
+        Ok(())
+    }
+
+    /// The loss of the output in `ws`; leaves d loss / d output (time-major) in
+    /// `ws.grad_a`.
+    pub(crate) fn loss_of_output(
+        &self,
+        ws: &mut Workspace,
+        target: ArrayViewD<'_, f32>,
+        loss: Loss,
+    ) -> Result<f64> {
+        let s = self.output_shape();
+        let (b, t) = (ws.b, ws.t);
         // The target in the output's (time-major) row order.
         let per_row = if loss.sparse_targets() { 1 } else { s.width };
-        let mut tgt = std::mem::take(&mut ws.scratch);
+        let mut tgt = std::mem::take(&mut ws.target);
         tgt.clear();
-        let flat: Vec<f32> = target.iter().copied().collect();
         if s.seq {
             for step in 0..t {
                 for i in 0..b {
-                    let start = (i * t + step) * per_row;
-                    tgt.extend_from_slice(&flat[start..start + per_row]);
+                    let row = target.index_axis(ndarray::Axis(0), i);
+                    let row = row.index_axis(ndarray::Axis(0), step);
+                    tgt.extend(row.iter().copied());
                 }
             }
+            debug_assert_eq!(tgt.len(), t * b * per_row);
         } else {
-            tgt.extend_from_slice(&flat);
+            tgt.extend(target.iter().copied());
         }
         let out = &ws.outs[self.layers.len() - 1];
         let value = loss.compute(out, &tgt, s.width, &mut ws.grad_a);
-        ws.scratch = tgt;
+        ws.target = tgt;
         value
+    }
+
+    /// The output (time-major, `[rows, width]`) and target of the last loss step.
+    pub(crate) fn last_output_and_target(&self) -> (&[f32], &[f32]) {
+        let out = self.ws.outs.last().map_or(&[][..], Vec::as_slice);
+        (out, &self.ws.target)
+    }
+
+    /// Forward (dropout off, carried state used but not updated) and loss, no backward.
+    pub(crate) fn eval_loss(
+        &mut self,
+        x: ArrayView3<'_, f32>,
+        target: ArrayViewD<'_, f32>,
+        loss: Loss,
+    ) -> Result<f64> {
+        let mut ws = std::mem::take(&mut self.ws);
+        let r = self
+            .load_input(x, &mut ws)
+            .and_then(|()| self.check_target(&ws, &target, loss));
+        let r = r.and_then(|()| {
+            ws.masks.iter_mut().for_each(Vec::clear);
+            for c in &mut ws.lstm {
+                c.in_mask.clear();
+                c.rec_mask.clear();
+            }
+            self.forward_ws(&mut ws, &self.states);
+            self.loss_of_output(&mut ws, target, loss)
+        });
+        self.ws = ws;
+        r
     }
 
     /// The Keras-style summary table (layer, output shape, params, totals).
@@ -1046,11 +1329,8 @@ mod tests {
         let grads = m.get_gradients();
         let weights = m.get_weights();
         let base = m.clone();
-        let eval = |m: &mut Model, x: &Array3<f32>| {
-            let mut ws = Workspace::default();
-            m.loss_forward(x.view(), y.view(), Loss::Mse, &mut ws)
-                .unwrap()
-        };
+        let eval =
+            |m: &mut Model, x: &Array3<f32>| m.eval_loss(x.view(), y.view(), Loss::Mse).unwrap();
         let dxs: Vec<f32> = dx.iter().copied().collect();
         fd_check("input", &dxs, x.len(), |i, e| {
             let mut x2 = x.clone();

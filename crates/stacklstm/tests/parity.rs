@@ -2,7 +2,9 @@
 //! `../shared/fixtures`): for every case folder, the forward output (1e-5 absolute), the
 //! loss value (1e-4 relative) and the gradients with respect to the input and every weight
 //! (1e-4 relative to the largest value of each tensor), as the fixtures README defines.
-//! Every failing case is reported, not only the first.
+//! Every failing case is reported, not only the first. The `train` (Adam) and `train_sgd`
+//! blocks are replayed too: ten `train_on_batch` calls on the same batch, each loss within
+//! 1e-4 relative and the final weights within 1e-4 absolute.
 
 mod common;
 
@@ -62,10 +64,78 @@ fn check_case(dir: &std::path::Path) -> Result<(Vec<String>, String), String> {
     for (i, (a, b)) in grads.iter().zip(&want_grads).enumerate() {
         check(format!("d weight {i}"), a, b);
     }
+    let mut worst_w = 0.0f32;
+    for block in ["train", "train_sgd"] {
+        match replay(dir, block) {
+            Ok((f, worst)) => {
+                fails.extend(f);
+                worst_w = worst_w.max(worst);
+            }
+            Err(e) => fails.push(format!("{block}: {e}")),
+        }
+    }
     let summary = format!(
-        "output diff {d:.1e}, loss {value:.6}, worst gradient diff {worst_rel:.1e} (relative)"
+        "output {d:.1e}, loss {value:.6}, gradients {worst_rel:.1e} (rel.), trained weights {worst_w:.1e}"
     );
     Ok((fails, summary))
+}
+
+/// Replays a training block; returns failures and the worst final-weight difference.
+fn replay(dir: &std::path::Path, block: &str) -> Result<(Vec<String>, f32), String> {
+    use stacklstm::optim::{Adam, Sgd};
+    let mut c = load_case(dir)?;
+    let b = &c.json[block];
+    let o = &b["optimizer"];
+    let num = |k: &str| {
+        o[k].as_f64()
+            .map(|v| v as f32)
+            .ok_or(format!("{block}.optimizer.{k}"))
+    };
+    match o["type"].as_str() {
+        Some("adam") => c.model.compile(
+            c.loss,
+            Adam::new(num("learning_rate")?)
+                .beta_1(num("beta_1")?)
+                .beta_2(num("beta_2")?)
+                .epsilon(num("epsilon")?),
+        ),
+        Some("sgd") => c.model.compile(
+            c.loss,
+            Sgd::new(num("learning_rate")?).momentum(num("momentum")?),
+        ),
+        other => return Err(format!("unsupported optimizer {other:?}")),
+    }
+    .map_err(|e| e.to_string())?;
+    let target = tensor(&c.json["loss"]["target"])?;
+    let losses = b["losses"].as_array().ok_or("losses")?;
+    let steps = b["steps"].as_u64().ok_or("steps")? as usize;
+    if losses.len() != steps {
+        return Err(format!("{} losses for {steps} steps", losses.len()));
+    }
+    let mut fails = Vec::new();
+    for (k, want) in losses.iter().enumerate() {
+        let want = want.as_f64().ok_or("loss value")?;
+        let got = c
+            .model
+            .train_on_batch(c.x.view(), target.view())
+            .map_err(|e| e.to_string())?;
+        if (got - want).abs() > 1e-4 * want.abs() {
+            fails.push(format!("{block}: step {k} loss {got} vs Keras {want}"));
+        }
+    }
+    let want = weights(&b["final_weights"])?;
+    let got = c.model.get_weights();
+    let mut worst = 0.0f32;
+    for (i, (a, w)) in got.iter().zip(&want).enumerate() {
+        let d = max_abs_diff(a, w);
+        worst = worst.max(d);
+        if d > 1e-4 {
+            fails.push(format!(
+                "{block}: final weight {i} max abs diff {d:e} > 1e-4"
+            ));
+        }
+    }
+    Ok((fails, worst))
 }
 
 #[test]

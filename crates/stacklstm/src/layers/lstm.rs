@@ -64,6 +64,9 @@ pub struct Lstm {
     pub dropout: f32,
     /// Fraction of the recurrent units to drop during training (one mask per sequence).
     pub recurrent_dropout: f32,
+    /// Carry the final `(h, c)` of each batch into the next one (truncated BPTT over a long
+    /// stream, Keras `stateful=True`); reset with `Model::reset_states`.
+    pub stateful: bool,
     /// Layer name; Keras-style defaults (`lstm`, `lstm_1`, ...) when `None`.
     pub name: Option<String>,
 }
@@ -80,6 +83,7 @@ impl Default for Lstm {
             unit_forget_bias: true,
             dropout: 0.0,
             recurrent_dropout: 0.0,
+            stateful: false,
             name: None,
         }
     }
@@ -140,6 +144,12 @@ impl Lstm {
     #[must_use]
     pub fn recurrent_dropout(mut self, rate: f32) -> Self {
         self.recurrent_dropout = rate;
+        self
+    }
+    /// Sets `stateful`.
+    #[must_use]
+    pub fn stateful(mut self, on: bool) -> Self {
+        self.stateful = on;
         self
     }
     /// Sets the layer name.
@@ -236,6 +246,15 @@ pub struct LstmCache {
     pub(crate) dh: Vec<f32>,
     /// `[B, H]`: gradient reaching c of the current step; after backward, d c0.
     pub(crate) dc: Vec<f32>,
+    /// `[B, D]`: input dropout mask (0 or 1/(1-rate)), the same for every timestep; empty
+    /// when off.
+    pub(crate) in_mask: Vec<f32>,
+    /// `[B, H]`: recurrent dropout mask applied to h[t-1]; empty when off.
+    pub(crate) rec_mask: Vec<f32>,
+    /// `[T, B, D]`: the masked input (only with an input mask).
+    xm: Vec<f32>,
+    /// `[T, B, H]`: the masked h[t-1] of every step (only with a recurrent mask).
+    hm: Vec<f32>,
 }
 
 impl LstmCache {
@@ -339,6 +358,25 @@ impl LstmLayer {
             cache.hs[..bh].copy_from_slice(h0);
             cache.cs[..bh].copy_from_slice(c0);
         }
+        let bd = b * d;
+        if !cache.in_mask.is_empty() {
+            // Input dropout: one [B, D] mask for every timestep (Keras semantics).
+            cache.xm.clear();
+            for xt in x.chunks_exact(bd) {
+                cache
+                    .xm
+                    .extend(xt.iter().zip(&cache.in_mask).map(|(v, m)| v * m));
+            }
+        }
+        let x_used: &[f32] = if cache.in_mask.is_empty() {
+            x
+        } else {
+            &cache.xm
+        };
+        let rec_drop = !cache.rec_mask.is_empty();
+        if rec_drop {
+            resize(&mut cache.hm, t * bh);
+        }
         // Z = X · kernel (+ bias): the input projection of every timestep in one GEMM.
         if self.spec.use_bias {
             for row in cache.gates.chunks_exact_mut(h4) {
@@ -353,7 +391,7 @@ impl LstmLayer {
             h4,
             d,
             1.0,
-            x,
+            x_used,
             d,
             &self.kernel,
             h4,
@@ -365,7 +403,14 @@ impl LstmLayer {
         for step in 0..t {
             let z = &mut cache.gates[step * b * h4..(step + 1) * b * h4];
             let (h_prev, h_next) = cache.hs.split_at_mut((step + 1) * bh);
-            let h_prev = &h_prev[step * bh..];
+            let mut h_prev = &h_prev[step * bh..];
+            if rec_drop {
+                let hm = &mut cache.hm[step * bh..(step + 1) * bh];
+                for ((o, v), m) in hm.iter_mut().zip(h_prev).zip(&cache.rec_mask) {
+                    *o = v * m;
+                }
+                h_prev = hm;
+            }
             // Z[t] += h[t-1] · recurrent_kernel (skipped when h[-1] is known to be zero).
             if !(zero_start && step == 0) {
                 sgemm(
@@ -456,6 +501,7 @@ impl LstmLayer {
                 self.spec.activation,
             );
             // dh[t-1] = dZ[t] · recurrent_kernelᵀ (the layer above adds its part next step).
+            let rec_drop = !cache.rec_mask.is_empty();
             sgemm(
                 Trans::No,
                 Trans::Yes,
@@ -471,7 +517,22 @@ impl LstmLayer {
                 &mut cache.dh,
                 h,
             );
+            if rec_drop {
+                for (g, m) in cache.dh.iter_mut().zip(&cache.rec_mask) {
+                    *g *= m;
+                }
+            }
         }
+        let x: &[f32] = if cache.in_mask.is_empty() {
+            x
+        } else {
+            &cache.xm
+        };
+        let h_prev: &[f32] = if cache.rec_mask.is_empty() {
+            &cache.hs[..t * bh]
+        } else {
+            &cache.hm
+        };
         // Weight gradients: one GEMM each over all timesteps.
         sgemm(
             Trans::Yes,
@@ -495,7 +556,7 @@ impl LstmLayer {
             h4,
             t * b,
             1.0,
-            &cache.hs[..t * bh],
+            h_prev,
             h,
             &cache.dgates,
             h4,
@@ -527,6 +588,13 @@ impl LstmLayer {
                 dx,
                 d,
             );
+            if !cache.in_mask.is_empty() {
+                for dxt in dx.chunks_exact_mut(b * d) {
+                    for (g, m) in dxt.iter_mut().zip(&cache.in_mask) {
+                        *g *= m;
+                    }
+                }
+            }
         }
     }
 
@@ -783,6 +851,78 @@ mod tests {
                     .return_sequences(true),
                 true,
             );
+        }
+    }
+
+    #[test]
+    fn gradients_with_input_and_recurrent_dropout_masks() {
+        let (t, b, d, h) = (4, 2, 3, 3);
+        let mut l = setup(
+            Lstm::new(h)
+                .return_sequences(true)
+                .dropout(0.3)
+                .recurrent_dropout(0.3),
+            d,
+            41,
+        );
+        let mut rng = Rng::new(42);
+        let x = rand_vec(&mut rng, t * b * d, 1.0);
+        let w = rand_vec(&mut rng, t * b * h, 1.0);
+        let mut in_mask = Vec::new();
+        let mut rec_mask = Vec::new();
+        crate::layers::dropout::draw_mask(&mut rng, 0.3, b * d, &mut in_mask);
+        crate::layers::dropout::draw_mask(&mut rng, 0.3, b * h, &mut rec_mask);
+        assert!(
+            in_mask.contains(&0.0) && rec_mask.contains(&0.0),
+            "masks must drop something"
+        );
+        let fresh = || LstmCache {
+            in_mask: in_mask.clone(),
+            rec_mask: rec_mask.clone(),
+            ..LstmCache::default()
+        };
+        let eval = |l: &LstmLayer, x: &[f32]| {
+            let mut c = fresh();
+            let mut out = Vec::new();
+            l.forward(x, t, b, None, &mut c, &mut out);
+            out.iter()
+                .zip(&w)
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum::<f64>()
+        };
+        let mut cache = fresh();
+        let mut out = Vec::new();
+        l.forward(&x, t, b, None, &mut cache, &mut out);
+        let mut dx = Vec::new();
+        l.backward(&x, &w, None, &mut cache, Some(&mut dx));
+        let base = l.clone();
+        fd_check("input", &dx, x.len(), |i, e| {
+            let mut x2 = x.clone();
+            x2[i] += e;
+            eval(&base, &x2)
+        });
+        fd_check("kernel", &base.grad_kernel, base.kernel.len(), |i, e| {
+            let mut l2 = base.clone();
+            l2.kernel[i] += e;
+            eval(&l2, &x)
+        });
+        fd_check(
+            "recurrent_kernel",
+            &base.grad_recurrent_kernel,
+            base.recurrent_kernel.len(),
+            |i, e| {
+                let mut l2 = base.clone();
+                l2.recurrent_kernel[i] += e;
+                eval(&l2, &x)
+            },
+        );
+        // A dropped input feature contributes nothing: its gradient is exactly zero.
+        for (k, m) in in_mask.iter().enumerate() {
+            if *m == 0.0 {
+                for step in 0..t {
+                    assert_eq!(dx[step * b * d + k], 0.0);
+                }
+            }
         }
     }
 

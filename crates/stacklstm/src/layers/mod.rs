@@ -1,6 +1,8 @@
 //! Layers: each file holds a layer's spec, built form, forward and backward.
 
 pub mod dense;
+pub mod dropout;
+pub mod embedding;
 pub mod lstm;
 
 use ndarray::{Array3, ArrayView3};

@@ -1,0 +1,177 @@
+//! Training and evaluation metrics, accumulated over batches.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::loss::Loss;
+
+/// A metric reported by `fit` and `evaluate` (Keras names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Metric {
+    /// Mean absolute error.
+    Mae,
+    /// Root mean squared error.
+    Rmse,
+    /// Fraction of correct predictions: argmax for several classes (sparse or one-hot
+    /// targets), a 0.5 threshold (0 for logits) for a single output.
+    Accuracy,
+    /// `exp(mean cross-entropy)`: only with a cross-entropy loss.
+    Perplexity,
+}
+
+impl Metric {
+    /// Keras name (`mae`, `rmse`, `accuracy`, `perplexity`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Mae => "mae",
+            Metric::Rmse => "rmse",
+            Metric::Accuracy => "accuracy",
+            Metric::Perplexity => "perplexity",
+        }
+    }
+
+    /// Parses a name.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedFormat`] listing the known metrics.
+    pub fn from_name(s: &str) -> Result<Self> {
+        Ok(match s {
+            "mae" => Metric::Mae,
+            "rmse" => Metric::Rmse,
+            "accuracy" | "acc" => Metric::Accuracy,
+            "perplexity" | "ppl" => Metric::Perplexity,
+            other => {
+                return Err(Error::UnsupportedFormat {
+                    found: format!("metric '{other}'"),
+                    supported: "mae, rmse, accuracy, perplexity".into(),
+                })
+            }
+        })
+    }
+
+    /// Checks that the metric makes sense with the loss.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] (e.g. perplexity without cross-entropy, mae on class ids).
+    pub fn check(self, loss: Loss) -> Result<()> {
+        let ce = matches!(
+            loss,
+            Loss::SparseCategoricalCrossentropy { .. }
+                | Loss::CategoricalCrossentropy { .. }
+                | Loss::BinaryCrossentropy { .. }
+        );
+        match self {
+            Metric::Perplexity if !ce => Err(Error::config(format!(
+                "metric perplexity needs a cross-entropy loss, not {}",
+                loss.name()
+            ))),
+            Metric::Mae | Metric::Rmse if loss.sparse_targets() => Err(Error::config(format!(
+                "metric {} compares values, but {} targets are class ids",
+                self.name(),
+                loss.name()
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Running sums for the loss and the metrics over an epoch.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Accum {
+    loss_sum: f64,
+    samples: usize,
+    abs_sum: f64,
+    sq_sum: f64,
+    elems: usize,
+    correct: usize,
+    rows: usize,
+}
+
+impl Accum {
+    /// Adds one batch: its mean loss, sample count, output rows `y` `[rows, width]` and
+    /// target `t` (`[rows, width]`, or `[rows]` of class ids).
+    pub(crate) fn add(
+        &mut self,
+        loss: Loss,
+        value: f64,
+        samples: usize,
+        y: &[f32],
+        t: &[f32],
+        width: usize,
+    ) {
+        self.loss_sum += value * samples as f64;
+        self.samples += samples;
+        if !loss.sparse_targets() {
+            for (a, b) in y.iter().zip(t) {
+                let e = f64::from(a - b);
+                self.abs_sum += e.abs();
+                self.sq_sum += e * e;
+            }
+            self.elems += y.len();
+        }
+        let argmax = |r: &[f32]| {
+            r.iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
+                )
+                .0
+        };
+        for (r, yr) in y.chunks_exact(width.max(1)).enumerate() {
+            let ok = if loss.sparse_targets() {
+                t.get(r).is_some_and(|&c| argmax(yr) as f32 == c)
+            } else if width == 1 {
+                let th = if loss == (Loss::BinaryCrossentropy { from_logits: true }) {
+                    0.0
+                } else {
+                    0.5
+                };
+                (yr[0] > th) == (t.get(r).copied().unwrap_or(0.0) > 0.5)
+            } else {
+                argmax(yr) == argmax(&t[r * width..(r + 1) * width])
+            };
+            self.correct += usize::from(ok);
+        }
+        self.rows += y.len() / width.max(1);
+    }
+
+    /// Mean loss over the samples seen.
+    pub(crate) fn loss(&self) -> f64 {
+        self.loss_sum / self.samples.max(1) as f64
+    }
+
+    /// The value of a metric.
+    pub(crate) fn value(&self, m: Metric) -> f64 {
+        match m {
+            Metric::Mae => self.abs_sum / self.elems.max(1) as f64,
+            Metric::Rmse => (self.sq_sum / self.elems.max(1) as f64).sqrt(),
+            Metric::Accuracy => self.correct as f64 / self.rows.max(1) as f64,
+            Metric::Perplexity => self.loss().exp(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_by_hand() {
+        let mut a = Accum::default();
+        a.add(Loss::Mse, 2.5, 2, &[1.0, 3.0], &[0.0, 1.0], 1);
+        assert!((a.value(Metric::Mae) - 1.5).abs() < 1e-12);
+        assert!((a.value(Metric::Rmse) - 2.5f64.sqrt()).abs() < 1e-12);
+        assert!((a.loss() - 2.5).abs() < 1e-12);
+        let mut s = Accum::default();
+        let sce = Loss::SparseCategoricalCrossentropy { from_logits: true };
+        s.add(sce, 2f64.ln(), 2, &[0.1, 0.9, 0.8, 0.2], &[1.0, 1.0], 2);
+        assert!((s.value(Metric::Accuracy) - 0.5).abs() < 1e-12);
+        assert!((s.value(Metric::Perplexity) - 2.0).abs() < 1e-9);
+        assert!(Metric::Perplexity.check(Loss::Mse).is_err());
+        assert!(Metric::Mae.check(sce).is_err());
+        assert!(Metric::from_name("f1").is_err());
+    }
+}
