@@ -333,6 +333,15 @@ impl Sequential {
                     }
                     width = d.units;
                 }
+                LayerSpec::Embedding(e) => {
+                    e.validate(name)?;
+                    out.push((
+                        format!("{name}/embeddings"),
+                        vec![e.input_dim, e.output_dim],
+                    ));
+                    width = e.output_dim;
+                }
+                LayerSpec::Dropout(d) => d.validate(name)?,
             }
         }
         Ok(out)

@@ -74,7 +74,7 @@ fn read_csv_input(path: &Path, model: &Model) -> Result<Array3<f32>> {
 
 fn write_csv_output(path: &Path, y: &ArrayD<f32>) -> Result<()> {
     let b = y.shape().first().copied().unwrap_or(0);
-    let per = if b == 0 { 0 } else { y.len() / b };
+    let per = y.len().checked_div(b).unwrap_or(0);
     let flat: Vec<f32> = y.iter().copied().collect();
     let mut out = String::new();
     for row in flat.chunks(per.max(1)) {

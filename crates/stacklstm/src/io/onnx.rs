@@ -579,6 +579,70 @@ fn dense_activation(
     })
 }
 
+/// The layers of a built model, ready for [`export_onnx`].
+pub fn layers_of(model: &crate::model::Model) -> Vec<OnnxLayer> {
+    use crate::model::Layer;
+    model
+        .layers()
+        .iter()
+        .filter_map(|layer| match layer {
+            Layer::Lstm(l) => Some(OnnxLayer::Lstm {
+                input_size: l.kernel.len() / (4 * l.spec.units).max(1),
+                units: l.spec.units,
+                kernel: l.kernel.clone(),
+                recurrent_kernel: l.recurrent_kernel.clone(),
+                bias: l.spec.use_bias.then(|| l.bias.clone()),
+                return_sequences: l.spec.return_sequences,
+                activation: l.spec.activation.name().to_string(),
+                recurrent_activation: l.spec.recurrent_activation.name().to_string(),
+            }),
+            Layer::Dense(d) => Some(OnnxLayer::Dense {
+                input_size: d.input_width,
+                units: d.spec.units,
+                kernel: d.kernel.clone(),
+                bias: d.spec.use_bias.then(|| d.bias.clone()),
+                activation: d.spec.activation.name().to_string(),
+            }),
+            // Dropout is the identity at inference; other layers have no ONNX mapping here
+            // (export_model reports them).
+            _ => None,
+        })
+        .collect()
+}
+
+/// Exports a built model as ONNX bytes (input `x` `[batch, T, F]`, output `y`).
+///
+/// # Errors
+/// [`Error::UnsupportedFormat`] for a layer or activation ONNX cannot express here, or a
+/// model over protobuf's 2 GiB limit.
+pub fn export_model(model: &crate::model::Model) -> Result<Vec<u8>> {
+    use crate::model::Layer;
+    let other: Vec<String> = model
+        .layers()
+        .iter()
+        .filter(|l| !matches!(l, Layer::Lstm(_) | Layer::Dense(_) | Layer::Dropout(_)))
+        .map(|l| format!("layer '{}' ({})", l.name(), l.kind()))
+        .collect();
+    if !other.is_empty() {
+        return Err(Error::UnsupportedFormat {
+            found: format!("ONNX export of {}", other.join(", ")),
+            supported: "ONNX export of LSTM, Dense and Dropout (identity) layers".into(),
+        });
+    }
+    if let Some(l) = model.layers().iter().find_map(|l| match l {
+        Layer::Lstm(l) if l.spec.stateful => Some(l.name.clone()),
+        _ => None,
+    }) {
+        return Err(Error::UnsupportedFormat {
+            found: format!("ONNX export of stateful LSTM '{l}'"),
+            supported: "stateless LSTMs (each sequence starts from zero state)".into(),
+        });
+    }
+    let layers = layers_of(model);
+    let (t, f) = model.input_shape();
+    export_onnx(&layers, t, f, &model.spec().name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -718,51 +782,4 @@ mod tests {
         assert!(contains(b"Affine"));
         assert!(contains(b"timesteps"));
     }
-}
-
-/// The layers of a built model, ready for [`export_onnx`].
-pub fn layers_of(model: &crate::model::Model) -> Vec<OnnxLayer> {
-    use crate::model::Layer;
-    model
-        .layers()
-        .iter()
-        .filter_map(|layer| match layer {
-            Layer::Lstm(l) => Some(OnnxLayer::Lstm {
-                input_size: l.kernel.len() / (4 * l.spec.units).max(1),
-                units: l.spec.units,
-                kernel: l.kernel.clone(),
-                recurrent_kernel: l.recurrent_kernel.clone(),
-                bias: l.spec.use_bias.then(|| l.bias.clone()),
-                return_sequences: l.spec.return_sequences,
-                activation: l.spec.activation.name().to_string(),
-                recurrent_activation: l.spec.recurrent_activation.name().to_string(),
-            }),
-            Layer::Dense(d) => Some(OnnxLayer::Dense {
-                input_size: d.input_width,
-                units: d.spec.units,
-                kernel: d.kernel.clone(),
-                bias: d.spec.use_bias.then(|| d.bias.clone()),
-                activation: d.spec.activation.name().to_string(),
-            }),
-            #[allow(unreachable_patterns)]
-            _ => None,
-        })
-        .collect()
-}
-
-/// Exports a built model as ONNX bytes (input `x` `[batch, T, F]`, output `y`).
-///
-/// # Errors
-/// [`Error::UnsupportedFormat`] for a layer or activation ONNX cannot express here, or a
-/// model over protobuf's 2 GiB limit.
-pub fn export_model(model: &crate::model::Model) -> Result<Vec<u8>> {
-    let layers = layers_of(model);
-    if layers.len() != model.layers().len() {
-        return Err(Error::UnsupportedFormat {
-            found: "a layer other than LSTM or Dense".into(),
-            supported: "ONNX export of LSTM and Dense layers".into(),
-        });
-    }
-    let (t, f) = model.input_shape();
-    export_onnx(&layers, t, f, &model.spec().name)
 }

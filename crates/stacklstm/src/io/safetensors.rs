@@ -74,7 +74,7 @@ pub fn looks_like(bytes: &[u8]) -> bool {
     let mut n = [0u8; 8];
     n.copy_from_slice(&bytes[..8]);
     let n = u64::from_le_bytes(n);
-    n >= 2 && n <= MAX_HEADER_BYTES && bytes[8] == b'{'
+    (2..=MAX_HEADER_BYTES).contains(&n) && bytes[8] == b'{'
 }
 
 /// Parses and validates the header JSON, given the length of the data section after it.
@@ -321,7 +321,7 @@ pub fn to_bytes(
         pos = end;
     }
     let mut json = Value::Object(root).to_string().into_bytes();
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + json.len() + pos);

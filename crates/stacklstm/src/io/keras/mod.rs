@@ -24,6 +24,8 @@ use ndarray::{ArrayD, IxDyn};
 use crate::activation::Activation;
 use crate::error::{shape_str, Error, Result};
 use crate::layers::dense::Dense;
+use crate::layers::dropout::Dropout;
+use crate::layers::embedding::Embedding;
 use crate::layers::lstm::Lstm;
 use crate::model::{Model, Sequential};
 
@@ -280,7 +282,7 @@ pub fn match_weights(
 ///
 /// # Errors
 /// [`Error::UnsupportedFormat`] listing every layer or option the engine cannot run
-/// (`Embedding`, `Dropout`, `stateful=true`, `return_state=true`).
+/// (`return_state=true`).
 pub fn to_spec(model: &KerasModel) -> Result<Sequential> {
     let mut unsupported = Vec::new();
     let mut spec = Sequential::new().name(model.name.clone());
@@ -300,9 +302,6 @@ pub fn to_spec(model: &KerasModel) -> Result<Sequential> {
                 recurrent_dropout,
                 stateful,
             } => {
-                if *stateful {
-                    unsupported.push(format!("layer '{name}' (LSTM): stateful=true"));
-                }
                 if *return_state {
                     unsupported.push(format!("layer '{name}' (LSTM): return_state=true"));
                 }
@@ -316,7 +315,8 @@ pub fn to_spec(model: &KerasModel) -> Result<Sequential> {
                         .use_bias(*use_bias)
                         .unit_forget_bias(*unit_forget_bias)
                         .dropout(*dropout)
-                        .recurrent_dropout(*recurrent_dropout),
+                        .recurrent_dropout(*recurrent_dropout)
+                        .stateful(*stateful),
                 );
             }
             KerasLayer::Dense {
@@ -332,11 +332,15 @@ pub fn to_spec(model: &KerasModel) -> Result<Sequential> {
                         .use_bias(*use_bias),
                 );
             }
-            KerasLayer::Dropout { name, .. } => {
-                unsupported.push(format!("layer '{name}' (Dropout)"));
+            KerasLayer::Dropout { name, rate } => {
+                spec = spec.add(Dropout::new(*rate).name(name.clone()));
             }
-            KerasLayer::Embedding { name, .. } => {
-                unsupported.push(format!("layer '{name}' (Embedding)"));
+            KerasLayer::Embedding {
+                name,
+                input_dim,
+                output_dim,
+            } => {
+                spec = spec.add(Embedding::new(*input_dim, *output_dim).name(name.clone()));
             }
         }
     }
