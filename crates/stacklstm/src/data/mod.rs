@@ -12,6 +12,7 @@
 
 pub mod csv;
 pub mod npy;
+pub mod prep;
 pub mod scaler;
 pub mod text;
 pub mod window;

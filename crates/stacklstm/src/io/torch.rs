@@ -383,6 +383,7 @@ pub fn from_parts(header: &Header, data: &[u8], arch: Option<&Arch>, file: &str)
         width = match layer {
             LayerSpec::Lstm(l) => l.units,
             LayerSpec::Dense(d) => d.units,
+            LayerSpec::Embedding(e) => e.output_dim,
             _ => width,
         };
     }

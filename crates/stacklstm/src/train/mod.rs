@@ -13,7 +13,11 @@
 //!   and step, *before* the update, so the model keeps its last finite weights.
 
 pub mod callbacks;
+pub mod checkpoint;
 pub mod metrics;
+pub mod stream;
+
+pub use stream::StreamFit;
 
 use std::time::Instant;
 
@@ -255,6 +259,17 @@ impl Model {
         y: ArrayViewD<'_, f32>,
     ) -> Result<f64> {
         self.train_step(x, y, 0, 0).map(|(v, _)| v)
+    }
+
+    /// One update at a known position (for error messages); returns the loss and samples.
+    pub(crate) fn train_step_at(
+        &mut self,
+        x: ArrayView3<'_, f32>,
+        y: ArrayViewD<'_, f32>,
+        epoch: usize,
+        step: usize,
+    ) -> Result<(f64, usize)> {
+        self.train_step(x, y, epoch, step)
     }
 
     /// One update; returns the loss and the number of samples.

@@ -348,7 +348,7 @@ pub fn to_spec(model: &KerasModel) -> Result<Sequential> {
         return Err(Error::UnsupportedFormat {
             found: unsupported.join("; "),
             supported:
-                "Sequential models of LSTM and Dense layers, without stateful or return_state"
+                "Sequential models of LSTM, Dense, Dropout and Embedding layers, without return_state"
                     .into(),
         });
     }
