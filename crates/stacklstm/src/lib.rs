@@ -37,6 +37,7 @@ pub mod layers;
 pub mod loss;
 pub mod model;
 pub mod optim;
+pub mod plot;
 pub mod train;
 
 pub use activation::Activation;

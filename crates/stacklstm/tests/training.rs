@@ -447,7 +447,7 @@ fn checkpoint_best_only_plateau_and_logger() {
     let s2 = saves.clone();
     let ckpt = ModelCheckpoint::new(
         dir.join("best.json"),
-        Box::new(move |m: &Model, p: &std::path::Path| {
+        Box::new(move |m: &Model, p: &std::path::Path, _epochs: usize| {
             s2.borrow_mut().push(m.param_count());
             std::fs::write(p, b"saved").map_err(|e| Error::io(p, e))
         }),
@@ -511,4 +511,24 @@ fn schedules_and_clipping_through_compile() {
         .compile(Loss::Mse, Adam::new(0.01).clipnorm(1.0).clipvalue(1.0))
         .is_err());
     let _ = Activation::Tanh;
+}
+
+#[test]
+fn predict_in_batches_of_any_size_equals_one_call() {
+    let m = sine_model(13);
+    let (x, _) = sine_data(37, 20);
+    let whole = m.predict(&x).unwrap();
+    for bs in [1, 5, 36, 37, 100] {
+        let parts = m.predict_batched(&x, bs).unwrap();
+        assert_eq!(parts.shape(), whole.shape());
+        let d = parts
+            .iter()
+            .zip(whole.iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        // Rows are independent; only the GEMM blocking of a different batch size may
+        // change rounding.
+        assert!(d < 1e-6, "batch size {bs}: max diff {d}");
+    }
+    assert!(m.predict_batched(&x, 0).is_err());
 }

@@ -1,10 +1,18 @@
 //! Subcommands and what they share: loading a model with an optional architecture.
 
 pub mod bench;
+mod demo;
+mod evaluate;
 mod export;
+mod forecast;
+mod generate;
 mod import;
 mod predict;
+mod prep;
+mod progress;
+mod report;
 mod summary;
+mod train;
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +42,16 @@ pub enum Command {
     Export(export::Args),
     /// Run benchmark workloads (shapes from workloads.json) and print their measurements.
     Bench(bench::Args),
+    /// Train a stacked LSTM on a CSV time series or a text, and save it.
+    Train(Box<train::Args>),
+    /// Loss and errors of a trained model on new data, next to baselines.
+    Evaluate(evaluate::Args),
+    /// Forecast a series past its end, feeding predictions back.
+    Forecast(forecast::Args),
+    /// Sample text from a language model.
+    Generate(generate::Args),
+    /// Train on the embedded monthly sunspot series and compare with baselines.
+    Demo(demo::Args),
 }
 
 /// Runs one subcommand.
@@ -44,6 +62,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Import(a) => import::run(&a),
         Command::Export(a) => export::run(&a),
         Command::Bench(a) => bench::run(&a),
+        Command::Train(a) => train::run(&a),
+        Command::Evaluate(a) => evaluate::run(&a),
+        Command::Forecast(a) => forecast::run(&a),
+        Command::Generate(a) => generate::run(&a),
+        Command::Demo(a) => demo::run(&a),
     }
 }
 

@@ -147,6 +147,24 @@ impl Arch {
         let text = String::from_utf8(bytes).map_err(|_| {
             Error::format(path.display().to_string(), "architecture: not UTF-8 JSON")
         })?;
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+        {
+            // TOML has no null: a variable number of timesteps is written as 0 there.
+            let mut v: Value = toml::from_str(&text).map_err(|e| {
+                Error::format(
+                    path.display().to_string(),
+                    format!("architecture: not valid TOML: {e}"),
+                )
+            })?;
+            if let Some(t) = v.pointer_mut("/input_shape/0") {
+                if t.as_u64() == Some(0) {
+                    *t = Value::Null;
+                }
+            }
+            return Arch::from_json(&v.to_string(), &path.display().to_string());
+        }
         Arch::from_json(&text, &path.display().to_string())
     }
 }

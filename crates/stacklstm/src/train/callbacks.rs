@@ -233,8 +233,8 @@ impl Callback for EarlyStopping {
     }
 }
 
-/// How [`ModelCheckpoint`] writes a model.
-pub type Saver = Box<dyn FnMut(&Model, &Path) -> Result<()>>;
+/// How [`ModelCheckpoint`] writes a model: `(model, path, epochs done)`.
+pub type Saver = Box<dyn FnMut(&Model, &Path, usize) -> Result<()>>;
 
 /// Keras `ModelCheckpoint`: saves the model after an epoch, every epoch or only when the
 /// monitored quantity improved (`save_best_only`).
@@ -242,6 +242,7 @@ pub struct ModelCheckpoint {
     path: PathBuf,
     tracker: Tracker,
     save_best_only: bool,
+    every: usize,
     saver: Saver,
     /// Epochs at which a file was written.
     pub saved_epochs: Vec<usize>,
@@ -263,9 +264,24 @@ impl ModelCheckpoint {
             path: path.into(),
             tracker: Tracker::new("val_loss", 0.0),
             save_best_only: false,
+            every: 1,
             saver,
             saved_epochs: Vec::new(),
         }
+    }
+    /// Saves the model in the native format (weights and architecture, no training state)
+    /// with [`crate::io::native::save`].
+    pub fn native(path: impl Into<PathBuf>) -> Self {
+        ModelCheckpoint::new(
+            path,
+            Box::new(|m: &Model, p: &Path, _| crate::io::native::save(p, m, None)),
+        )
+    }
+    /// Considers saving only every `n` epochs (default 1).
+    #[must_use]
+    pub fn every(mut self, n: usize) -> Self {
+        self.every = n.max(1);
+        self
     }
     /// The quantity that decides "best".
     #[must_use]
@@ -284,8 +300,9 @@ impl ModelCheckpoint {
 impl Callback for ModelCheckpoint {
     fn on_epoch_end(&mut self, model: &mut Model, logs: &EpochLogs) -> Result<Control> {
         let improved = self.tracker.update(logs)?;
-        if !self.save_best_only || improved {
-            (self.saver)(model, &self.path)?;
+        let due = (logs.epoch + 1).is_multiple_of(self.every);
+        if due && (!self.save_best_only || improved) {
+            (self.saver)(model, &self.path, logs.epoch + 1)?;
             self.saved_epochs.push(logs.epoch);
         }
         Ok(Control::Continue)
