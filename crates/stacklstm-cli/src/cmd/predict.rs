@@ -54,9 +54,18 @@ fn read_csv_input(path: &Path, model: &Model) -> Result<Array3<f32>> {
         }
         let vals: Vec<f32> = line
             .split(',')
-            .map(|c| c.trim().parse::<f32>())
-            .collect::<Result<_, _>>()
-            .map_err(|e| anyhow::anyhow!("{}: line {}: {e}", path.display(), i + 1))?;
+            .enumerate()
+            .map(|(k, c)| match c.trim().parse::<f32>() {
+                Ok(v) if v.is_finite() => Ok(v),
+                Ok(_) | Err(_) => Err(anyhow::anyhow!(
+                    "{}: line {}, value {}: '{}' is not a finite number",
+                    path.display(),
+                    i + 1,
+                    k + 1,
+                    c.trim()
+                )),
+            })
+            .collect::<Result<_>>()?;
         if vals.len() != t * f {
             bail!(
                 "{}: line {}: expected {} values (timesteps {t} x features {f}), found {}",
@@ -87,6 +96,7 @@ fn write_csv_output(path: &Path, y: &ArrayD<f32>) -> Result<()> {
 
 /// Loads the model and the input, predicts, writes the output.
 pub fn run(a: &Args) -> Result<()> {
+    super::check_output(&a.output)?;
     let model = super::load(&a.model, a.arch.as_ref())?.model;
     let x: Array3<f32> = if is_csv(&a.input) {
         read_csv_input(&a.input, &model)?
@@ -101,6 +111,15 @@ pub fn run(a: &Args) -> Result<()> {
             )
         })?
     };
+    if x.dim().0 == 0 {
+        bail!("{}: the input holds no samples", a.input.display());
+    }
+    if let Some(((b, t, f), v)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        bail!(
+            "{}: sample {b}, timestep {t}, feature {f} (0-based) is {v}; the input must be finite",
+            a.input.display()
+        );
+    }
     let y = model
         .predict(&x)
         .with_context(|| format!("predicting on {}", a.input.display()))?;
