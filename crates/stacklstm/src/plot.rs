@@ -337,6 +337,5 @@ pub fn check_path(path: &Path) -> Result<ChartFormat> {
     }
 }
 
-
 #[cfg(test)]
 mod tests;

@@ -158,7 +158,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("plain");
         std::fs::write(&file, b"x").unwrap();
-        let msg = write_atomic(file.join("out.bin"), b"y").unwrap_err().to_string();
+        let msg = write_atomic(file.join("out.bin"), b"y")
+            .unwrap_err()
+            .to_string();
         assert!(msg.ends_with("plain is not a folder"), "{msg}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
