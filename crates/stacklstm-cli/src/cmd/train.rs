@@ -308,12 +308,13 @@ fn divergence_hint(e: anyhow::Error, a: &Args, last_good: &LastGood) -> anyhow::
             p.display()
         ),
         (None, Some(p)) => format!(
-            "no checkpoint was written to {} before it; try a lower --lr or gradient clipping (--clipnorm)",
+            "no checkpoint was written to {} before it, try a lower --lr or gradient clipping (--clipnorm)",
             p.display()
         ),
         (None, None) => "try a lower --lr or gradient clipping (--clipnorm)".to_string(),
     };
-    e.context(hint)
+    // The divergence first (epoch and step), then what to do about it.
+    anyhow::anyhow!("{}; {hint}", super::one_line(&e))
 }
 
 /// A flag that Ctrl-C (SIGINT) sets; training checks it before every batch. A second Ctrl-C,
@@ -355,14 +356,15 @@ fn save_interrupted(
     let path = interrupted_path(a);
     let state = model.training_state_at(at.epoch, at.batches_done)?;
     let prep = serde_json::to_value(prep)?;
-    stacklstm::io::native::save_checkpoint(&path, model, Some(&prep), Some(&state))
-        .with_context(|| {
+    stacklstm::io::native::save_checkpoint(&path, model, Some(&prep), Some(&state)).with_context(
+        || {
             format!(
                 "interrupted at epoch {}, but writing the checkpoint {} failed",
                 at.epoch + 1,
                 path.display()
             )
-        })?;
+        },
+    )?;
     let of = batches.map_or(String::new(), |n| format!(" of {n}"));
     let whence = if a.checkpoint.is_some() {
         String::new()
