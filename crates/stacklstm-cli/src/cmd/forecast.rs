@@ -43,7 +43,8 @@ pub fn run(a: &Args) -> Result<()> {
     }
     let (model, prep) = super::prep::load(&a.model)?;
     let s = super::prep::read_series(&a.data, &prep, a.fill)?;
-    let f = forecast_recursive(&model, &prep, s.values.view(), a.steps)?;
+    let f = forecast_recursive(&model, &prep, s.values.view(), a.steps)
+        .with_context(|| format!("forecasting from {}", a.data.display()))?;
     let Preprocessing::Series { features, .. } = &prep else {
         unreachable!("read_series accepts only series models")
     };
