@@ -197,6 +197,19 @@ impl Sequential {
             ));
         }
         let names = assign_names(&self.layers)?;
+        // The whole model must fit the same budget as one layer (2^31 weights, 8 GiB of f32):
+        // a config asking for more is an error here, not an out-of-memory kill later.
+        let total: u128 = self
+            .weight_shapes()?
+            .iter()
+            .map(|(_, s)| s.iter().fold(1u128, |a, &d| a.saturating_mul(d as u128)))
+            .sum();
+        if total > crate::layers::MAX_LAYER_PARAMS {
+            return Err(Error::config(format!(
+                "the model would have {total} weights, more than the limit of {}; check the units and input width of its layers",
+                crate::layers::MAX_LAYER_PARAMS
+            )));
+        }
         let mut rng = Rng::new(self.seed);
         let mut shape = OutShape {
             seq: true,

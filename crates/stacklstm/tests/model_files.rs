@@ -597,3 +597,64 @@ fn torch_unsupported_tensors_are_listed() {
         "{s}"
     );
 }
+
+#[test]
+fn keras_dropout_embedding_and_stateful_map_onto_the_engine() {
+    use stacklstm::io::keras::{to_spec, KerasLayer, KerasModel};
+    let lstm = |name: &str, stateful: bool, return_state: bool| KerasLayer::Lstm {
+        name: name.into(),
+        units: 3,
+        return_sequences: false,
+        return_state,
+        activation: "tanh".into(),
+        recurrent_activation: "sigmoid".into(),
+        use_bias: true,
+        unit_forget_bias: true,
+        dropout: 0.25,
+        recurrent_dropout: 0.0,
+        stateful,
+    };
+    let model = KerasModel {
+        name: "m".into(),
+        input_shape: (Some(4), 1),
+        layers: vec![
+            KerasLayer::Embedding {
+                name: "embedding".into(),
+                input_dim: 10,
+                output_dim: 2,
+            },
+            lstm("lstm", true, false),
+            KerasLayer::Dropout {
+                name: "dropout".into(),
+                rate: 0.5,
+            },
+            KerasLayer::Dense {
+                name: "dense".into(),
+                units: 10,
+                activation: "softmax".into(),
+                use_bias: true,
+            },
+        ],
+        keras_version: Some("3.15.1".into()),
+    };
+    let spec = to_spec(&model).expect("to_spec");
+    let built = spec.build().expect("build");
+    let kinds: Vec<&str> = built.layers().iter().map(|l| l.kind()).collect();
+    assert_eq!(kinds, ["Embedding", "LSTM", "Dropout", "Dense"]);
+    let names: Vec<String> = spec
+        .weight_shapes()
+        .unwrap()
+        .into_iter()
+        .map(|w| w.0)
+        .collect();
+    assert_eq!(names[0], "embedding/embeddings");
+    // Native round trip of such a model.
+    let bytes = native::to_bytes(&built, None, None).expect("bytes");
+    let again = native::from_bytes(&bytes, "mem").expect("load");
+    assert_eq!(again.model.spec(), built.spec());
+    // return_state cannot run in a Sequential: listed as unsupported.
+    let mut bad = model.clone();
+    bad.layers[1] = lstm("lstm", false, true);
+    let e = to_spec(&bad).unwrap_err().to_string();
+    assert!(e.contains("return_state"), "{e}");
+}

@@ -281,7 +281,7 @@ fn resume(path: &Path, lr: Option<f32>) -> Result<(Model, Start)> {
         .restore_training_at(&training)
         .with_context(|| format!("restoring the training state of {}", path.display()))?;
     if let (Some(lr), Some(opt)) = (lr, model.optimizer_mut()) {
-        let mut cfg = opt.config.clone();
+        let mut cfg = opt.config;
         cfg.learning_rate = lr;
         cfg.validate()?;
         opt.set_learning_rate(lr);

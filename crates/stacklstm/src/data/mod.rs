@@ -17,7 +17,7 @@ pub mod scaler;
 pub mod text;
 pub mod window;
 
-pub use self::csv::{read_csv_path, read_csv_str, CsvOptions, FillMode, Series};
+pub use self::csv::{read_csv_bytes, read_csv_path, read_csv_str, CsvOptions, FillMode, Series};
 pub use self::npy::{read_npy, read_npy_bytes, write_npy};
 pub use self::scaler::{Scaler, ScalerKind};
 pub use self::text::{TbpttBatches, Vocab, VocabKind};

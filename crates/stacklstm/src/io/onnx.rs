@@ -603,8 +603,9 @@ pub fn layers_of(model: &crate::model::Model) -> Vec<OnnxLayer> {
                 bias: d.spec.use_bias.then(|| d.bias.clone()),
                 activation: d.spec.activation.name().to_string(),
             }),
-            // Dropout is the identity at inference; Embedding is refused by export_model.
-            Layer::Dropout(_) | Layer::Embedding(_) => None,
+            // Dropout is the identity at inference; other layers have no ONNX mapping here
+            // (export_model reports them).
+            _ => None,
         })
         .collect()
 }
@@ -615,17 +616,29 @@ pub fn layers_of(model: &crate::model::Model) -> Vec<OnnxLayer> {
 /// [`Error::UnsupportedFormat`] for a layer or activation ONNX cannot express here, or a
 /// model over protobuf's 2 GiB limit.
 pub fn export_model(model: &crate::model::Model) -> Result<Vec<u8>> {
-    let layers = layers_of(model);
-    if let Some(l) = model
+    use crate::model::Layer;
+    let other: Vec<String> = model
         .layers()
         .iter()
-        .find(|l| matches!(l, crate::model::Layer::Embedding(_)))
-    {
+        .filter(|l| !matches!(l, Layer::Lstm(_) | Layer::Dense(_) | Layer::Dropout(_)))
+        .map(|l| format!("layer '{}' ({})", l.name(), l.kind()))
+        .collect();
+    if !other.is_empty() {
         return Err(Error::UnsupportedFormat {
-            found: format!("layer '{}' (Embedding) in an ONNX export", l.name()),
-            supported: "ONNX export of LSTM, Dense and Dropout layers".into(),
+            found: format!("ONNX export of {}", other.join(", ")),
+            supported: "ONNX export of LSTM, Dense and Dropout (identity) layers".into(),
         });
     }
+    if let Some(l) = model.layers().iter().find_map(|l| match l {
+        Layer::Lstm(l) if l.spec.stateful => Some(l.name.clone()),
+        _ => None,
+    }) {
+        return Err(Error::UnsupportedFormat {
+            found: format!("ONNX export of stateful LSTM '{l}'"),
+            supported: "stateless LSTMs (each sequence starts from zero state)".into(),
+        });
+    }
+    let layers = layers_of(model);
     let (t, f) = model.input_shape();
     export_onnx(&layers, t, f, &model.spec().name)
 }

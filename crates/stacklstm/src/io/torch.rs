@@ -364,8 +364,11 @@ fn layer_weights(
 pub fn from_parts(header: &Header, data: &[u8], arch: Option<&Arch>, file: &str) -> Result<Model> {
     let mods = modules(header, file)?;
     let srcs = sources(&mods, file)?;
-    let (spec, chosen): (Sequential, Vec<usize>) = match arch {
-        None => (infer_spec(&srcs, file)?, (0..srcs.len()).collect()),
+    let (spec, chosen): (Sequential, Vec<Option<usize>>) = match arch {
+        None => (
+            infer_spec(&srcs, file)?,
+            (0..srcs.len()).map(Some).collect(),
+        ),
         Some(a) => (a.spec.clone(), map_explicit(a, &srcs, file)?),
     };
     let names = spec.layer_names()?;
@@ -373,8 +376,10 @@ pub fn from_parts(header: &Header, data: &[u8], arch: Option<&Arch>, file: &str)
     spec.weight_shapes()?;
     let mut width = spec.input_shape.map_or(0, |s| s.1);
     let mut weights = Vec::new();
-    for ((layer, name), &i) in spec.layers.iter().zip(&names).zip(&chosen) {
-        weights.extend(layer_weights(&srcs[i], layer, name, width, data, file)?);
+    for ((layer, name), i) in spec.layers.iter().zip(&names).zip(&chosen) {
+        if let Some(i) = i {
+            weights.extend(layer_weights(&srcs[*i], layer, name, width, data, file)?);
+        }
         width = match layer {
             LayerSpec::Lstm(l) => l.units,
             LayerSpec::Dense(d) => d.units,
@@ -387,22 +392,27 @@ pub fn from_parts(header: &Header, data: &[u8], arch: Option<&Arch>, file: &str)
 
 /// Which source each layer of an explicit architecture takes: the module its `from` names
 /// (the next unused sub-layer of an `nn.LSTM`), else the next unused source of the right kind.
-fn map_explicit(arch: &Arch, srcs: &[Source<'_>], file: &str) -> Result<Vec<usize>> {
-    if let Some(l) = arch
-        .spec
-        .layers
-        .iter()
-        .find(|l| !matches!(l, LayerSpec::Lstm(_) | LayerSpec::Dense(_)))
-    {
-        return Err(Error::UnsupportedFormat {
-            found: format!("{l:?} in the architecture of a PyTorch state_dict"),
-            supported: "nn.LSTM and nn.Linear modules mapped to LSTM and Dense layers".into(),
-        });
-    }
+/// Dropout layers have no weights and take no source.
+fn map_explicit(arch: &Arch, srcs: &[Source<'_>], file: &str) -> Result<Vec<Option<usize>>> {
     let mut used = vec![false; srcs.len()];
     let mut out = Vec::with_capacity(arch.spec.layers.len());
     for (k, layer) in arch.spec.layers.iter().enumerate() {
-        let want_lstm = matches!(layer, LayerSpec::Lstm(_));
+        let want_lstm = match layer {
+            LayerSpec::Lstm(_) => true,
+            LayerSpec::Dense(_) => false,
+            LayerSpec::Dropout(_) => {
+                out.push(None);
+                continue;
+            }
+            _ => {
+                return Err(Error::UnsupportedFormat {
+                    found: format!(
+                        "{file}: architecture layer #{k} of a kind PyTorch import does not map"
+                    ),
+                    supported: "LSTM, Dense and Dropout layers".into(),
+                })
+            }
+        };
         let from = arch.sources.get(k).and_then(|s| s.as_deref());
         let pick = srcs.iter().enumerate().position(|(i, s)| {
             !used[i]
@@ -424,7 +434,7 @@ fn map_explicit(arch: &Arch, srcs: &[Source<'_>], file: &str) -> Result<Vec<usiz
             ));
         };
         used[i] = true;
-        out.push(i);
+        out.push(Some(i));
     }
     let unused: Vec<&str> = srcs
         .iter()
