@@ -386,6 +386,16 @@ fn divergence_names_epoch_step_and_the_last_good_checkpoint() {
         ],
     ));
 
+    // A checkpoint file left by an earlier run is not this run's last good one.
+    let mut args = vec!["--checkpoint", "ck.safetensors"];
+    args.extend_from_slice(&blow_up);
+    let out = train_series(d, "s.csv", "m4.safetensors", &args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("no checkpoint was written to ck.safetensors"),
+        "{err}"
+    );
+
     // Without --checkpoint: a hint to lower the rate.
     let out = train_series(d, "s.csv", "m3.safetensors", &blow_up);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
