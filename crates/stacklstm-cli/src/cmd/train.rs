@@ -141,7 +141,7 @@ pub struct Args {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 
-    /// Checkpoint file written during training (with optimizer state), and on Ctrl-C [default: none; Ctrl-C writes <out stem>.interrupted.safetensors].
+    /// Checkpoint file written during training (with optimizer state), and on Ctrl-C [default: none; Ctrl-C then writes m.interrupted.safetensors for --out m.safetensors].
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Write the checkpoint every N epochs.
