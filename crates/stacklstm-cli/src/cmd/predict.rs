@@ -64,9 +64,18 @@ fn read_csv_input(path: &Path, model: &Model) -> Result<Array3<f32>> {
         }
         let vals: Vec<f32> = line
             .split(',')
-            .map(|c| c.trim().parse::<f32>())
-            .collect::<Result<_, _>>()
-            .map_err(|e| anyhow::anyhow!("{}: line {}: {e}", path.display(), i + 1))?;
+            .enumerate()
+            .map(|(k, c)| match c.trim().parse::<f32>() {
+                Ok(v) if v.is_finite() => Ok(v),
+                Ok(_) | Err(_) => Err(anyhow::anyhow!(
+                    "{}: line {}, value {}: '{}' is not a finite number",
+                    path.display(),
+                    i + 1,
+                    k + 1,
+                    c.trim()
+                )),
+            })
+            .collect::<Result<_>>()?;
         if vals.len() != t * f {
             bail!(
                 "{}: line {}: expected {} values (timesteps {t} x features {f}), found {}",
@@ -155,6 +164,7 @@ fn predict_series_csv(a: &Args, model: &stacklstm::Model, prep: &Preprocessing) 
 
 /// Loads the model and the input, predicts, writes the output.
 pub fn run(a: &Args) -> Result<()> {
+    super::check_output(&a.output)?;
     let loaded = super::load(&a.model, a.arch.as_ref())?;
     let model = loaded.model;
     let prep: Option<Preprocessing> = match loaded.preprocessing {
@@ -182,6 +192,25 @@ pub fn run(a: &Args) -> Result<()> {
             )
         })?
     };
+    if x.dim().0 == 0 {
+        bail!("{}: the input holds no samples", a.input.display());
+    }
+    if let Some(((b, t, f), v)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        bail!(
+            "{}: sample {b}, timestep {t}, feature {f} (0-based) is {v}; the input must be finite",
+            a.input.display()
+        );
+    }
+    // Checked before scaling, whose error would speak of the scaler, not the input.
+    let (want_t, want_f) = model.input_shape();
+    let (b, t, f) = x.dim();
+    if f != want_f || want_t.is_some_and(|wt| wt != t) {
+        let wt = want_t.map_or("timesteps".to_string(), |wt| wt.to_string());
+        bail!(
+            "{}: expected shape [batch, {wt}, {want_f}] (the model's input), got [{b}, {t}, {f}]",
+            a.input.display()
+        );
+    }
     // A series model takes and returns the data's units: apply its scaler, then undo it.
     let x = match &prep {
         Some(Preprocessing::Series { scaler, .. }) => {
