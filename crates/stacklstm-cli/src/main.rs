@@ -1,7 +1,8 @@
 //! `stacklstm`: the command-line tool. Each subcommand lives in its own file under `cmd/`;
 //! this file only parses the command line and dispatches.
 //!
-//! Exit codes: 0 on success, 1 on an error (one line on stderr), 2 on a usage error.
+//! Exit codes: 0 on success, 1 on an error (one line on stderr), 2 on a usage error, 130 when
+//! Ctrl-C stopped training (after saving a checkpoint; one line on stderr says where).
 
 mod bench;
 mod cmd;
@@ -14,6 +15,10 @@ fn main() {
         if cmd::is_broken_pipe(&e) {
             // A closed pipe (e.g. `stacklstm summary m | head -1`) is not an error.
             std::process::exit(0);
+        }
+        if let Some(i) = e.downcast_ref::<cmd::Interrupted>() {
+            eprintln!("{i}");
+            std::process::exit(cmd::EXIT_INTERRUPTED);
         }
         eprintln!("error: {}", cmd::one_line(&e));
         std::process::exit(1);

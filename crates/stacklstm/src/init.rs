@@ -89,34 +89,41 @@ pub fn glorot_uniform(rng: &mut Rng, fan_in: usize, fan_out: usize) -> Vec<f32> 
 /// `rows <= cols`) or columns.
 pub fn orthogonal(rng: &mut Rng, rows: usize, cols: usize) -> Vec<f32> {
     let (long, short) = (rows.max(cols), rows.min(cols));
-    // a: [long, short], column j at a[.., j]; work in f64 for a clean basis.
-    let mut a: Vec<f64> = (0..long * short).map(|_| rng.normal()).collect();
+    // The normal draws fill a `[long, short]` matrix row by row; it is kept column-major
+    // (column j at at[j * long..][..long]) so that Gram-Schmidt walks contiguous memory.
+    // The arithmetic, and so every bit of the result, is that of the row-major version
+    // (kept as the test oracle below); only the memory order differs.
+    let mut at = vec![0.0f64; long * short];
+    for r in 0..long {
+        for j in 0..short {
+            at[j * long + r] = rng.normal();
+        }
+    }
     for j in 0..short {
+        let (done, rest) = at.split_at_mut(j * long);
+        let col = &mut rest[..long];
         // Modified Gram-Schmidt, twice for stability.
         for _ in 0..2 {
             for p in 0..j {
-                let dot: f64 = (0..long).map(|r| a[r * short + j] * a[r * short + p]).sum();
-                for r in 0..long {
-                    a[r * short + j] -= dot * a[r * short + p];
+                let prev = &done[p * long..(p + 1) * long];
+                let dot: f64 = col.iter().zip(prev).map(|(x, y)| x * y).sum();
+                for (x, y) in col.iter_mut().zip(prev) {
+                    *x -= dot * y;
                 }
             }
         }
-        let norm = (0..long)
-            .map(|r| a[r * short + j] * a[r * short + j])
-            .sum::<f64>()
-            .sqrt()
-            .max(1e-30);
-        for r in 0..long {
-            a[r * short + j] /= norm;
+        let norm = col.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-30);
+        for x in col.iter_mut() {
+            *x /= norm;
         }
     }
     let mut out = vec![0.0f32; rows * cols];
     for r in 0..rows {
         for c in 0..cols {
             out[r * cols + c] = if rows >= cols {
-                a[r * short + c]
+                at[c * long + r]
             } else {
-                a[c * short + r]
+                at[r * long + c]
             } as f32;
         }
     }
@@ -126,6 +133,52 @@ pub fn orthogonal(rng: &mut Rng, rows: usize, cols: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The straightforward row-major version: the oracle of [`orthogonal`].
+    fn orthogonal_row_major(rng: &mut Rng, rows: usize, cols: usize) -> Vec<f32> {
+        let (long, short) = (rows.max(cols), rows.min(cols));
+        // a: [long, short], column j at a[.., j]; work in f64 for a clean basis.
+        let mut a: Vec<f64> = (0..long * short).map(|_| rng.normal()).collect();
+        for j in 0..short {
+            // Modified Gram-Schmidt, twice for stability.
+            for _ in 0..2 {
+                for p in 0..j {
+                    let dot: f64 = (0..long).map(|r| a[r * short + j] * a[r * short + p]).sum();
+                    for r in 0..long {
+                        a[r * short + j] -= dot * a[r * short + p];
+                    }
+                }
+            }
+            let norm = (0..long)
+                .map(|r| a[r * short + j] * a[r * short + j])
+                .sum::<f64>()
+                .sqrt()
+                .max(1e-30);
+            for r in 0..long {
+                a[r * short + j] /= norm;
+            }
+        }
+        let mut out = vec![0.0f32; rows * cols];
+        for r in 0..rows {
+            for c in 0..cols {
+                out[r * cols + c] = if rows >= cols {
+                    a[r * short + c]
+                } else {
+                    a[c * short + r]
+                } as f32;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn orthogonal_equals_the_row_major_oracle_bit_for_bit() {
+        for (r, c) in [(1, 1), (3, 12), (12, 3), (7, 28), (5, 5), (16, 64)] {
+            let a = orthogonal(&mut Rng::new(9), r, c);
+            let b = orthogonal_row_major(&mut Rng::new(9), r, c);
+            assert!(a == b, "{r}x{c}");
+        }
+    }
 
     #[test]
     fn same_seed_same_stream_and_different_seed_differs() {

@@ -169,6 +169,12 @@ impl Sequential {
     /// stacked after a layer with 2-D output (the message names both layers and says to
     /// set `return_sequences(true)`), `return_state` inside a `Sequential`, duplicate names.
     pub fn build(&self) -> Result<Model> {
+        self.build_impl(true)
+    }
+
+    /// [`build`](Self::build); `init` false skips the initialisers that cost more than
+    /// O(weights), for a model whose weights are set right after.
+    fn build_impl(&self, init: bool) -> Result<Model> {
         let (timesteps, features) = self.input_shape.ok_or_else(|| {
             Error::config(
                 "the model has no input shape: call .input_shape(timesteps, features) before .build()",
@@ -254,7 +260,13 @@ impl Sequential {
                             "layer '{name}' (LSTM): return_state is not available inside a Sequential model, which passes one tensor between layers; call the layer directly (LstmLayer::call) to get the final state"
                         )));
                     }
-                    let built = LstmLayer::build(l.clone(), name.clone(), shape.width, &mut rng)?;
+                    let built = LstmLayer::build_with(
+                        l.clone(),
+                        name.clone(),
+                        shape.width,
+                        &mut rng,
+                        init,
+                    )?;
                     shape = OutShape {
                         seq: l.return_sequences,
                         width: l.units,
@@ -366,7 +378,7 @@ impl Sequential {
     /// # Errors
     /// As [`build`](Self::build) and [`Model::set_weights`].
     pub fn build_with_weights(&self, weights: &[ArrayD<f32>]) -> Result<Model> {
-        let mut model = self.build()?;
+        let mut model = self.build_impl(false)?;
         model.set_weights(weights)?;
         Ok(model)
     }

@@ -28,8 +28,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 
@@ -294,73 +293,48 @@ impl Chart {
     /// Errors: [`Error::UnsupportedFormat`] for another extension, the rendering errors of
     /// [`Chart::to_svg`], [`Error::Io`] for file-system errors.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(|e| e.to_ascii_lowercase())
-            .unwrap_or_default();
-        let bytes = match ext.as_str() {
-            "svg" => self.to_svg()?.into_bytes(),
-            "png" => self.to_png()?,
-            _ => {
-                return Err(Error::UnsupportedFormat {
-                    found: if ext.is_empty() {
-                        format!(
-                            "chart file name {:?} (no extension)",
-                            path.display().to_string()
-                        )
-                    } else {
-                        format!("chart file extension .{ext}")
-                    },
-                    supported: "svg, png".into(),
-                })
-            }
+        let bytes = match check_path(path)? {
+            ChartFormat::Svg => self.to_svg()?.into_bytes(),
+            ChartFormat::Png => self.to_png()?,
         };
-        write_atomic(path, &bytes)
+        crate::data::write_atomic(path, &bytes)
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
+/// The file formats [`Chart::save`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChartFormat {
+    /// `.svg`
+    Svg,
+    /// `.png`
+    Png,
+}
 
-    let file_name = path.file_name().ok_or_else(|| {
-        Error::io(
-            path,
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
-        )
-    })?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(".{}.{n}.tmp", std::process::id()));
-    let tmp = dir.join(tmp_name);
-
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| Error::io(&tmp, e))?;
-    let result = (|| {
-        file.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        drop(file);
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-        return result;
+/// The format [`Chart::save`] would write to `path`, by its extension (case-insensitive):
+/// lets a program refuse a bad plot path before doing the work the plot shows.
+///
+/// Errors: [`Error::UnsupportedFormat`] for an extension other than `.svg` or `.png`.
+pub fn check_path(path: &Path) -> Result<ChartFormat> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "svg" => Ok(ChartFormat::Svg),
+        "png" => Ok(ChartFormat::Png),
+        _ => Err(Error::UnsupportedFormat {
+            found: if ext.is_empty() {
+                format!(
+                    "chart file name {:?} (no extension)",
+                    path.display().to_string()
+                )
+            } else {
+                format!("chart file extension .{ext}")
+            },
+            supported: "svg, png".into(),
+        }),
     }
-    // Make the rename itself durable; not every platform can open a directory, so best effort.
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]

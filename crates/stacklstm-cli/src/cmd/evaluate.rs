@@ -76,6 +76,9 @@ pub fn run(a: &Args) -> Result<()> {
                     e.utf8_error().valid_up_to()
                 )
             })?;
+            if text.is_empty() {
+                bail!("{}: the file is empty", a.data.display());
+            }
             let ids = vocab
                 .encode(&text)
                 .with_context(|| format!("encoding {}", a.data.display()))?;
@@ -87,7 +90,9 @@ pub fn run(a: &Args) -> Result<()> {
                     &[stacklstm::Metric::Accuracy, stacklstm::Metric::Perplexity],
                 )?;
             }
-            let e = model.evaluate_stream(&ids, a.batch_size.max(1), *seq_len)?;
+            let e = model
+                .evaluate_stream(&ids, a.batch_size.max(1), *seq_len)
+                .with_context(|| format!("evaluating on {}", a.data.display()))?;
             json!({
                 "tokens": ids.len(),
                 "loss": e.loss,

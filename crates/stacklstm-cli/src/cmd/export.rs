@@ -20,6 +20,7 @@ pub struct Args {
 
 /// Exports the model: ONNX `LSTM` operators, opset 17, symbolic batch dimension.
 pub fn run(a: &Args) -> Result<()> {
+    super::check_output(&a.onnx)?;
     let loaded = super::load(&a.model, a.arch.as_ref())?;
     let bytes = stacklstm::io::onnx::export_model(&loaded.model)
         .with_context(|| format!("exporting {} to ONNX", a.model.display()))?;

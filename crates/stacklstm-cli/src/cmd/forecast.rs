@@ -35,9 +35,16 @@ pub fn run(a: &Args) -> Result<()> {
     if a.steps == 0 || a.steps > 100_000 {
         anyhow::bail!("--steps must be between 1 and 100000, got {}", a.steps);
     }
+    if let Some(p) = &a.output {
+        super::check_output(p)?;
+    }
+    if let Some(p) = &a.plot {
+        super::check_plot(p)?;
+    }
     let (model, prep) = super::prep::load(&a.model)?;
     let s = super::prep::read_series(&a.data, &prep, a.fill)?;
-    let f = forecast_recursive(&model, &prep, s.values.view(), a.steps)?;
+    let f = forecast_recursive(&model, &prep, s.values.view(), a.steps)
+        .with_context(|| format!("forecasting from {}", a.data.display()))?;
     let Preprocessing::Series { features, .. } = &prep else {
         unreachable!("read_series accepts only series models")
     };

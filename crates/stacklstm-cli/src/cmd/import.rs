@@ -20,6 +20,7 @@ pub struct Args {
 
 /// Loads the model and saves it natively.
 pub fn run(a: &Args) -> Result<()> {
+    super::check_output(&a.output)?;
     let loaded = super::load(&a.model, a.arch.as_ref())?;
     stacklstm::io::native::save(&a.output, &loaded.model, loaded.preprocessing.as_ref())
         .with_context(|| format!("writing {}", a.output.display()))?;

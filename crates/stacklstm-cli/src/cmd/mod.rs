@@ -16,7 +16,7 @@ mod train;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use stacklstm::{Arch, LoadedModel};
 
@@ -70,6 +70,22 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Exit code of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// A command stopped by Ctrl-C after saving what it could; the message says where. `main`
+/// prints it and exits with [`EXIT_INTERRUPTED`].
+#[derive(Debug)]
+pub struct Interrupted(pub String);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 /// Whether the error comes from writing to a closed pipe.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
@@ -93,6 +109,37 @@ pub fn one_line(e: &anyhow::Error) -> String {
         out.push_str(&msg);
     }
     out.replace('\n', " ")
+}
+
+/// Refuses an output path that cannot be written (a missing folder, a file where a folder
+/// should be, a folder where the file should be), so that a command fails before its work
+/// rather than after it with some outputs written and others not.
+pub fn check_output(p: &Path) -> Result<()> {
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.exists() {
+        bail!(
+            "{}: the folder {} does not exist",
+            p.display(),
+            dir.display()
+        );
+    }
+    if !dir.is_dir() {
+        bail!("{}: {} is not a folder", p.display(), dir.display());
+    }
+    if p.is_dir() {
+        bail!("{}: is a folder, expected a file path", p.display());
+    }
+    Ok(())
+}
+
+/// [`check_output`] for a plot, which must also end in .svg or .png.
+pub fn check_plot(p: &Path) -> Result<()> {
+    check_output(p)?;
+    stacklstm::plot::check_path(p).with_context(|| format!("--plot {}", p.display()))?;
+    Ok(())
 }
 
 /// Loads any supported model file, with the architecture file when one is given.

@@ -5,11 +5,17 @@
 //! features` values row-major (needs a model with a fixed number of timesteps). Output: `.npy`
 //! float32, or `.csv` (one sample per row, flattened) by the output's extension; written
 //! atomically.
+//!
+//! A time-series model written by `stacklstm train` works in the data's units: its saved
+//! scaler is applied to the input and undone on the output (`--no-scaling` feeds arrays as
+//! they are). Given a CSV *with a header* holding the model's columns, it predicts every
+//! window of the file, one output row per window.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use ndarray::{Array3, ArrayD, Ix3};
+use stacklstm::data::prep::Preprocessing;
 use stacklstm::Model;
 
 /// Arguments of `predict`.
@@ -27,6 +33,10 @@ pub struct Args {
     /// Output file: .npy (float32) or .csv by extension (replaced atomically).
     #[arg(long)]
     pub output: PathBuf,
+    /// Feed the input to the network as it is, skipping the scaling a series model was
+    /// trained with (by default inputs are in the data's units and outputs are returned in them).
+    #[arg(long)]
+    pub no_scaling: bool,
 }
 
 fn is_csv(p: &Path) -> bool {
@@ -54,9 +64,18 @@ fn read_csv_input(path: &Path, model: &Model) -> Result<Array3<f32>> {
         }
         let vals: Vec<f32> = line
             .split(',')
-            .map(|c| c.trim().parse::<f32>())
-            .collect::<Result<_, _>>()
-            .map_err(|e| anyhow::anyhow!("{}: line {}: {e}", path.display(), i + 1))?;
+            .enumerate()
+            .map(|(k, c)| match c.trim().parse::<f32>() {
+                Ok(v) if v.is_finite() => Ok(v),
+                Ok(_) | Err(_) => Err(anyhow::anyhow!(
+                    "{}: line {}, value {}: '{}' is not a finite number",
+                    path.display(),
+                    i + 1,
+                    k + 1,
+                    c.trim()
+                )),
+            })
+            .collect::<Result<_>>()?;
         if vals.len() != t * f {
             bail!(
                 "{}: line {}: expected {} values (timesteps {t} x features {f}), found {}",
@@ -85,9 +104,81 @@ fn write_csv_output(path: &Path, y: &ArrayD<f32>) -> Result<()> {
     Ok(stacklstm::data::write_atomic(path, out.as_bytes())?)
 }
 
+/// Whether a CSV starts with a header row (a first cell that is not a number).
+fn has_header(path: &Path) -> Result<bool> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let cell = first
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_start_matches('\u{feff}');
+    Ok(!cell.is_empty() && cell.parse::<f64>().is_err())
+}
+
+/// A series model on a CSV with a header: every window of the file, outputs in the data's
+/// units, one row per window: the row (1-based, data rows) of its first predicted step, then
+/// the predictions, step-major (`<target>_t+1, ...`).
+fn predict_series_csv(a: &Args, model: &stacklstm::Model, prep: &Preprocessing) -> Result<()> {
+    let Preprocessing::Series {
+        target_idx,
+        targets,
+        window: spec,
+        scaler,
+        ..
+    } = prep
+    else {
+        bail!(
+            "{}: a CSV with a header needs a time-series model",
+            a.input.display()
+        );
+    };
+    let s = super::prep::read_series(&a.input, prep, stacklstm::data::FillMode::Error)?;
+    let scaled = scaler.transform(s.values.view())?;
+    let w = stacklstm::data::window::make_windows(scaled.view(), target_idx, spec)
+        .with_context(|| format!("{}: windowing {} rows", a.input.display(), s.n_rows()))?;
+    let y = model
+        .predict_batched(&w.x, 256)?
+        .into_dimensionality::<ndarray::Ix2>()?;
+    let y = scaler.inverse_transform_y(y.view(), target_idx)?;
+    if is_csv(&a.output) {
+        let mut header = vec!["row".to_string()];
+        for h in 1..=spec.horizon {
+            for t in targets {
+                header.push(format!("{t}_t+{h}"));
+            }
+        }
+        let mut out = header.join(",") + "\n";
+        for (row, first) in y.rows().into_iter().zip(&w.first_target_row) {
+            let cells: Vec<String> = row.iter().map(|v| v.to_string()).collect();
+            out.push_str(&format!("{},{}\n", first + 1, cells.join(",")));
+        }
+        stacklstm::data::write_atomic(&a.output, out.as_bytes())?;
+    } else {
+        stacklstm::data::write_npy(&a.output, &y)?;
+    }
+    super::print(&format!("wrote {} {:?}", a.output.display(), y.shape()))
+}
+
 /// Loads the model and the input, predicts, writes the output.
 pub fn run(a: &Args) -> Result<()> {
-    let model = super::load(&a.model, a.arch.as_ref())?.model;
+    super::check_output(&a.output)?;
+    let loaded = super::load(&a.model, a.arch.as_ref())?;
+    let model = loaded.model;
+    let prep: Option<Preprocessing> = match loaded.preprocessing {
+        Some(p) if !a.no_scaling => Some(
+            serde_json::from_value(p)
+                .with_context(|| format!("{}: reading its preprocessing", a.model.display()))?,
+        ),
+        _ => None,
+    };
+    if let Some(p @ Preprocessing::Series { .. }) = &prep {
+        if is_csv(&a.input) && has_header(&a.input)? {
+            return predict_series_csv(a, &model, p);
+        }
+    }
     let x: Array3<f32> = if is_csv(&a.input) {
         read_csv_input(&a.input, &model)?
     } else {
@@ -101,9 +192,48 @@ pub fn run(a: &Args) -> Result<()> {
             )
         })?
     };
+    if x.dim().0 == 0 {
+        bail!("{}: the input holds no samples", a.input.display());
+    }
+    if let Some(((b, t, f), v)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        bail!(
+            "{}: sample {b}, timestep {t}, feature {f} (0-based) is {v}; the input must be finite",
+            a.input.display()
+        );
+    }
+    // Checked before scaling, whose error would speak of the scaler, not the input.
+    let (want_t, want_f) = model.input_shape();
+    let (b, t, f) = x.dim();
+    if f != want_f || want_t.is_some_and(|wt| wt != t) {
+        let wt = want_t.map_or("timesteps".to_string(), |wt| wt.to_string());
+        bail!(
+            "{}: expected shape [batch, {wt}, {want_f}] (the model's input), got [{b}, {t}, {f}]",
+            a.input.display()
+        );
+    }
+    // A series model takes and returns the data's units: apply its scaler, then undo it.
+    let x = match &prep {
+        Some(Preprocessing::Series { scaler, .. }) => {
+            let (b, t, f) = x.dim();
+            let flat = x.into_shape_with_order((b * t, f))?;
+            scaler
+                .transform(flat.view())
+                .with_context(|| format!("scaling {}", a.input.display()))?
+                .into_shape_with_order((b, t, f))?
+        }
+        _ => x,
+    };
     let y = model
         .predict(&x)
         .with_context(|| format!("predicting on {}", a.input.display()))?;
+    let y = match &prep {
+        Some(Preprocessing::Series {
+            scaler, target_idx, ..
+        }) if y.ndim() == 2 => scaler
+            .inverse_transform_y(y.view().into_dimensionality::<ndarray::Ix2>()?, target_idx)?
+            .into_dyn(),
+        _ => y,
+    };
     if is_csv(&a.output) {
         write_csv_output(&a.output, &y)
     } else {

@@ -1,8 +1,17 @@
 //! `stacklstm train --data FILE --out MODEL`: trains a stacked LSTM on a CSV time series
 //! (default) or on a text (`--text`, a character- or word-level language model) and saves
 //! it, with its preprocessing, in the native format.
+//!
+//! Ctrl-C stops training at the next batch boundary: the training state (weights, optimizer,
+//! position in the epoch) goes to the `--checkpoint` file, or next to `--out` as
+//! `<out stem>.interrupted.safetensors`, and the command exits with code 130. `--resume` on
+//! that file continues where it stopped. A second Ctrl-C exits at once.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use ndarray::s;
@@ -12,7 +21,9 @@ use stacklstm::data::text::{Vocab, VocabKind};
 use stacklstm::data::window::{self, split_chronological, WindowSpec};
 use stacklstm::data::{CsvOptions, FillMode, Scaler, ScalerKind};
 use stacklstm::optim::OptimizerConfig;
-use stacklstm::train::{EarlyStopping, Fit, History, Metric, ModelCheckpoint, StreamFit};
+use stacklstm::train::{
+    EarlyStopping, Fit, History, Interruption, Metric, ModelCheckpoint, StreamFit,
+};
 use stacklstm::{
     Activation, Adagrad, Adam, AdamW, Arch, Dense, Embedding, LayerSpec, Loss, Lstm, Model,
     RmsProp, Sequential, Sgd,
@@ -130,13 +141,13 @@ pub struct Args {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 
-    /// Checkpoint file written during training (with optimizer state) [default: none].
+    /// Checkpoint file written during training (with optimizer state), and on Ctrl-C [default: none; Ctrl-C then writes m.interrupted.safetensors for --out m.safetensors].
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Write the checkpoint every N epochs.
     #[arg(long, default_value_t = 1)]
     pub checkpoint_every: usize,
-    /// Resume from a checkpoint written by --checkpoint (same data and options) [default: none].
+    /// Resume from a checkpoint written by --checkpoint or Ctrl-C (same data and options; --lr overrides its learning rate) [default: none].
     #[arg(long)]
     pub resume: Option<PathBuf>,
 
@@ -223,24 +234,6 @@ fn build_spec(
     Ok(spec.add(Dense::new(outputs)))
 }
 
-fn check_out_writable(p: &Path) -> Result<()> {
-    let dir = p
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !dir.is_dir() {
-        bail!(
-            "{}: the folder {} does not exist",
-            p.display(),
-            dir.display()
-        );
-    }
-    if p.is_dir() {
-        bail!("{}: is a folder, expected a file path", p.display());
-    }
-    Ok(())
-}
-
 /// The results of a training run, printed at the end.
 #[derive(Debug, serde::Serialize)]
 struct Report {
@@ -252,51 +245,150 @@ struct Report {
     extra: serde_json::Value,
 }
 
+/// The last checkpoint known good in this run: `(path, epochs done)`. Starts as the
+/// `--resume` file and follows every checkpoint written, so a stale file left at the
+/// `--checkpoint` path by an earlier run is never named.
+type LastGood = Rc<RefCell<Option<(PathBuf, usize)>>>;
+
 /// A checkpoint saver for `ModelCheckpoint`: weights, preprocessing and training state.
-fn checkpoint_saver(prep: serde_json::Value) -> stacklstm::train::Saver {
+fn checkpoint_saver(prep: serde_json::Value, last_good: LastGood) -> stacklstm::train::Saver {
     Box::new(move |m: &Model, p: &Path, epochs_done: usize| {
         let state = m.training_state(epochs_done)?;
-        stacklstm::io::native::save_checkpoint(p, m, Some(&prep), Some(&state))
+        stacklstm::io::native::save_checkpoint(p, m, Some(&prep), Some(&state))?;
+        *last_good.borrow_mut() = Some((p.to_path_buf(), epochs_done));
+        Ok(())
     })
 }
 
-/// Restores model and training state from `--resume`; returns the model and the epoch to
-/// start from.
-fn resume(path: &Path) -> Result<(Model, usize)> {
+/// Where training resumes: epoch and batches of it already done.
+#[derive(Debug, Clone, Copy, Default)]
+struct Start {
+    epoch: usize,
+    batch: usize,
+}
+
+/// Restores model and training state from `--resume`; returns the model and where to start.
+/// `--lr`, when given, replaces the checkpoint's learning rate (to continue after a
+/// divergence, say).
+fn resume(path: &Path, lr: Option<f32>) -> Result<(Model, Start)> {
     let file = stacklstm::io::native::load(path)
         .with_context(|| format!("loading checkpoint {}", path.display()))?;
     let Some(training) = file.training else {
         bail!("{}: a model file without training state; --resume needs a file written by --checkpoint", path.display());
     };
     let mut model = file.model;
-    let epoch = model.restore_training(&training)?;
-    Ok((model, epoch))
+    let (epoch, batch) = model
+        .restore_training_at(&training)
+        .with_context(|| format!("restoring the training state of {}", path.display()))?;
+    if let (Some(lr), Some(opt)) = (lr, model.optimizer_mut()) {
+        let mut cfg = opt.config;
+        cfg.learning_rate = lr;
+        cfg.validate()?;
+        opt.set_learning_rate(lr);
+    }
+    Ok((model, Start { epoch, batch }))
 }
 
-fn divergence_hint(e: anyhow::Error, ckpt: Option<&PathBuf>) -> anyhow::Error {
+/// Adds what to do next to a divergence error: resume from the last good checkpoint, or
+/// lower the learning rate.
+fn divergence_hint(e: anyhow::Error, a: &Args, last_good: &LastGood) -> anyhow::Error {
     let diverged = e.chain().any(|c| {
         matches!(
             c.downcast_ref::<stacklstm::Error>(),
             Some(stacklstm::Error::Diverged { .. })
         )
     });
-    match (diverged, ckpt) {
-        (true, Some(p)) if p.exists() => e.context(format!(
-            "training diverged; the last good checkpoint is {} (resume with a lower --lr)",
-            p.display()
-        )),
-        (true, _) => {
-            e.context("training diverged; try a lower --lr or gradient clipping (--clipnorm)")
-        }
-        _ => e,
+    if !diverged {
+        return e;
     }
+    let hint = match (&*last_good.borrow(), &a.checkpoint) {
+        (Some((p, epochs)), _) => format!(
+            "the last good checkpoint is {} (after epoch {epochs}); continue from it with --resume {} and a lower --lr",
+            p.display(),
+            p.display()
+        ),
+        (None, Some(p)) => format!(
+            "no checkpoint was written to {} before it, try a lower --lr or gradient clipping (--clipnorm)",
+            p.display()
+        ),
+        (None, None) => "try a lower --lr or gradient clipping (--clipnorm)".to_string(),
+    };
+    // The divergence first (epoch and step), then what to do about it.
+    anyhow::anyhow!("{}; {hint}", super::one_line(&e))
+}
+
+/// A flag that Ctrl-C (SIGINT) sets; training checks it before every batch. A second Ctrl-C,
+/// or one after training ended (when the flag is set again, see [`arm_ctrl_c_exit`]), exits
+/// at once with code 130.
+fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
+    use signal_hook::consts::SIGINT;
+    let flag = Arc::new(AtomicBool::new(false));
+    // The exit must be registered first: it sees the flag as it was before this signal.
+    signal_hook::flag::register_conditional_shutdown(SIGINT, super::EXIT_INTERRUPTED, flag.clone())
+        .context("installing the Ctrl-C handler")?;
+    signal_hook::flag::register(SIGINT, flag.clone()).context("installing the Ctrl-C handler")?;
+    Ok(flag)
+}
+
+/// After training: Ctrl-C exits at once again (nothing is left worth a checkpoint).
+fn arm_ctrl_c_exit(flag: &AtomicBool) {
+    flag.store(true, Ordering::SeqCst);
+}
+
+/// Where Ctrl-C saves the training state: `--checkpoint`, or `<out stem>.interrupted.safetensors`
+/// next to `--out`.
+fn interrupted_path(a: &Args) -> PathBuf {
+    match &a.checkpoint {
+        Some(p) => p.clone(),
+        None => a.out.with_extension("interrupted.safetensors"),
+    }
+}
+
+/// Saves the training state of an interrupted run and returns the error that makes the
+/// command exit with code 130.
+fn save_interrupted(
+    a: &Args,
+    model: &Model,
+    prep: &Preprocessing,
+    at: Interruption,
+    batches: Option<usize>,
+) -> Result<()> {
+    let path = interrupted_path(a);
+    let state = model.training_state_at(at.epoch, at.batches_done)?;
+    let prep = serde_json::to_value(prep)?;
+    stacklstm::io::native::save_checkpoint(&path, model, Some(&prep), Some(&state)).with_context(
+        || {
+            format!(
+                "interrupted at epoch {}, but writing the checkpoint {} failed",
+                at.epoch + 1,
+                path.display()
+            )
+        },
+    )?;
+    let of = batches.map_or(String::new(), |n| format!(" of {n}"));
+    let whence = if a.checkpoint.is_some() {
+        String::new()
+    } else {
+        " (no --checkpoint given)".to_string()
+    };
+    Err(super::Interrupted(format!(
+        "interrupted at epoch {}, batch {}{of}: training state saved to {}{whence}; continue with --resume {}",
+        at.epoch + 1,
+        at.batches_done,
+        path.display(),
+        path.display()
+    ))
+    .into())
 }
 
 /// Runs `train`.
 pub fn run(a: &Args) -> Result<()> {
-    check_out_writable(&a.out)?;
+    super::check_output(&a.out)?;
     if let Some(p) = &a.checkpoint {
-        check_out_writable(p)?;
+        super::check_output(p)?;
+    }
+    if let Some(p) = &a.plot {
+        super::check_plot(p)?;
     }
     if a.text {
         train_text(a)
@@ -353,7 +445,11 @@ fn finish(
     Ok(())
 }
 
-fn callbacks(a: &Args, prep: &Preprocessing) -> Result<Vec<Box<dyn stacklstm::train::Callback>>> {
+fn callbacks(
+    a: &Args,
+    prep: &Preprocessing,
+    last_good: &LastGood,
+) -> Result<Vec<Box<dyn stacklstm::train::Callback>>> {
     let mut cbs: Vec<Box<dyn stacklstm::train::Callback>> = vec![Box::new(Progress::new(a.quiet))];
     if let Some(p) = a.patience {
         cbs.push(Box::new(
@@ -366,7 +462,7 @@ fn callbacks(a: &Args, prep: &Preprocessing) -> Result<Vec<Box<dyn stacklstm::tr
         if a.checkpoint_every == 0 {
             bail!("--checkpoint-every must be at least 1");
         }
-        let saver = checkpoint_saver(serde_json::to_value(prep)?);
+        let saver = checkpoint_saver(serde_json::to_value(prep)?, last_good.clone());
         cbs.push(Box::new(
             ModelCheckpoint::new(path, saver)
                 .monitor("loss")
@@ -408,8 +504,8 @@ fn train_series(a: &Args) -> Result<()> {
         scaler: scaler.clone(),
         date_column: a.date_column.clone(),
     };
-    let (mut model, initial_epoch) = match &a.resume {
-        Some(p) => resume(p)?,
+    let (mut model, start) = match &a.resume {
+        Some(p) => resume(p, a.lr)?,
         None => {
             let s = build_spec(
                 a,
@@ -424,7 +520,7 @@ fn train_series(a: &Args) -> Result<()> {
                 optimizer(a)?,
                 &[Metric::Mae, Metric::Rmse],
             )?;
-            (m, 0)
+            (m, Start::default())
         }
     };
     if model.output_shape().seq || model.output_shape().width != a.horizon * nt {
@@ -445,19 +541,28 @@ fn train_series(a: &Args) -> Result<()> {
             windows.test.as_ref().map_or(0, |w| w.len())
         );
     }
+    let last_good: LastGood = Rc::new(RefCell::new(a.resume.clone().map(|p| (p, start.epoch))));
+    let stop = stop_on_ctrl_c()?;
     let mut fit = Fit::new()
         .epochs(a.epochs)
         .batch_size(a.batch_size)
         .seed(a.seed)
-        .initial_epoch(initial_epoch);
+        .initial_epoch(start.epoch)
+        .initial_batch(start.batch)
+        .stop_flag(stop.clone());
     if let Some(v) = &windows.val {
         fit = fit.validation_data(v.x.clone(), v.y.clone().into_dyn());
     }
-    fit.callbacks = callbacks(a, &prep)?;
+    fit.callbacks = callbacks(a, &prep, &last_good)?;
     let history = model
         .fit(&windows.train.x, &windows.train.y.clone().into_dyn(), fit)
         .map_err(anyhow::Error::from)
-        .map_err(|e| divergence_hint(e, a.checkpoint.as_ref()))?;
+        .map_err(|e| divergence_hint(e, a, &last_good))?;
+    if let Some(at) = history.interrupted {
+        let batches = windows.train.len().div_ceil(a.batch_size.max(1));
+        return save_interrupted(a, &model, &prep, at, Some(batches));
+    }
+    arm_ctrl_c_exit(&stop);
     // Test report in the data's own units, next to the naive baselines.
     let extra = match &windows.test {
         Some(test) => {
@@ -523,7 +628,7 @@ fn train_text(a: &Args) -> Result<()> {
     if text.is_empty() {
         bail!("{}: the file is empty", a.data.display());
     }
-    let (mut model, initial_epoch, vocab) = match &a.resume {
+    let (mut model, start, vocab) = match &a.resume {
         Some(p) => {
             let file = stacklstm::io::native::load(p)
                 .with_context(|| format!("loading checkpoint {}", p.display()))?;
@@ -534,8 +639,8 @@ fn train_text(a: &Args) -> Result<()> {
                 Some(Ok(Preprocessing::Text { vocab, .. })) => vocab,
                 _ => bail!("{}: not a language-model checkpoint", p.display()),
             };
-            let (m, e) = resume(p)?;
-            (m, e, vocab)
+            let (m, start) = resume(p, a.lr)?;
+            (m, start, vocab)
         }
         None => {
             let vocab = match a.level.as_str() {
@@ -550,7 +655,7 @@ fn train_text(a: &Args) -> Result<()> {
             let mut m = spec.build()?;
             let loss = Loss::SparseCategoricalCrossentropy { from_logits: true };
             m.compile_with_metrics(loss, optimizer(a)?, &[Metric::Accuracy, Metric::Perplexity])?;
-            (m, 0, vocab)
+            (m, Start::default(), vocab)
         }
     };
     let ids = vocab.encode(&text)?;
@@ -575,18 +680,36 @@ fn train_text(a: &Args) -> Result<()> {
             val_ids.len()
         );
     }
+    let last_good: LastGood = Rc::new(RefCell::new(a.resume.clone().map(|p| (p, start.epoch))));
+    let stop = stop_on_ctrl_c()?;
     let opts = StreamFit {
         epochs: a.epochs,
-        initial_epoch,
+        initial_epoch: start.epoch,
+        initial_batch: start.batch,
+        stop: Some(stop.clone()),
         batch_size: a.batch_size,
         seq_len: a.seq_len,
         validation: (val_ids.len() > a.seq_len + 1).then(|| val_ids.to_vec()),
-        callbacks: callbacks(a, &prep)?,
+        callbacks: callbacks(a, &prep, &last_good)?,
     };
+    let needed = a.batch_size.max(1) * (a.seq_len + 1);
+    if train_ids.len() < needed {
+        bail!(
+            "{}: {} tokens for training, too few for --batch-size {} lanes of --seq-len {} + 1 tokens (at least {needed})",
+            a.data.display(),
+            train_ids.len(),
+            a.batch_size,
+            a.seq_len
+        );
+    }
     let history = model
         .fit_stream(train_ids, opts)
         .map_err(anyhow::Error::from)
-        .map_err(|e| divergence_hint(e, a.checkpoint.as_ref()))?;
+        .map_err(|e| divergence_hint(e, a, &last_good))?;
+    if let Some(at) = history.interrupted {
+        return save_interrupted(a, &model, &prep, at, None);
+    }
+    arm_ctrl_c_exit(&stop);
     let last = history.epochs.last();
     let extra = json!({
         "vocab_size": vocab.len(),

@@ -57,14 +57,15 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     tmp_name.push(format!(".tmp.{}.{}", std::process::id(), n));
     let tmp = dir.join(tmp_name);
 
+    // Errors name `path`, the file the caller asked for, not the temporary file.
     let result = (|| -> Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)
-            .map_err(|e| Error::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+            .map_err(|e| Error::io(path, explain_dir_error(&dir, e)))?;
+        f.write_all(bytes).map_err(|e| Error::io(path, e))?;
+        f.sync_all().map_err(|e| Error::io(path, e))?;
         drop(f);
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
         Ok(())
@@ -81,6 +82,21 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Says what is wrong with the folder a file could not be created in, when that is the
+/// cause ("No such file or directory" alone does not tell which part is missing).
+fn explain_dir_error(dir: &Path, e: std::io::Error) -> std::io::Error {
+    if !dir.exists() {
+        std::io::Error::new(
+            e.kind(),
+            format!("the folder {} does not exist", dir.display()),
+        )
+    } else if !dir.is_dir() {
+        std::io::Error::new(e.kind(), format!("{} is not a folder", dir.display()))
+    } else {
+        e
+    }
 }
 
 /// Finds the project's `shared/` folder for tests that read the real data files: the
@@ -126,8 +142,26 @@ mod tests {
     fn write_atomic_into_missing_dir_is_io_error() {
         let p = std::env::temp_dir().join("stacklstm_no_such_dir_xyz/a/b.npy");
         match write_atomic(&p, b"x") {
-            Err(Error::Io { .. }) => {}
+            Err(e @ Error::Io { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("/a/b.npy: the folder"), "{msg}");
+                assert!(msg.ends_with("/a does not exist"), "{msg}");
+                assert!(!msg.contains(".tmp"), "{msg}");
+            }
             other => panic!("expected Io error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn write_atomic_under_a_file_says_it_is_not_a_folder() {
+        let dir = std::env::temp_dir().join(format!("stacklstm_wa_file_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("plain");
+        std::fs::write(&file, b"x").unwrap();
+        let msg = write_atomic(file.join("out.bin"), b"y")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.ends_with("plain is not a folder"), "{msg}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

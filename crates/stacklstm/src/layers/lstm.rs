@@ -294,10 +294,26 @@ impl LstmLayer {
     /// # Errors
     /// [`Error::InvalidConfig`] from [`Lstm::validate`].
     pub fn build(spec: Lstm, name: String, input_width: usize, rng: &mut Rng) -> Result<Self> {
+        Self::build_with(spec, name, input_width, rng, true)
+    }
+
+    /// [`build`](Self::build); with `init` false the recurrent kernel is left at zero, for a
+    /// layer whose weights are about to be set (the orthogonal initialiser costs O(H^3)).
+    pub(crate) fn build_with(
+        spec: Lstm,
+        name: String,
+        input_width: usize,
+        rng: &mut Rng,
+        init: bool,
+    ) -> Result<Self> {
         spec.validate(&name, input_width)?;
         let h = spec.units;
         let kernel = glorot_uniform(rng, input_width, 4 * h);
-        let recurrent_kernel = orthogonal(rng, h, 4 * h);
+        let recurrent_kernel = if init {
+            orthogonal(rng, h, 4 * h)
+        } else {
+            vec![0.0; h * 4 * h]
+        };
         let mut bias = if spec.use_bias {
             vec![0.0; 4 * h]
         } else {

@@ -1,4 +1,5 @@
 use super::*;
+use std::path::PathBuf;
 
 fn loss_chart() -> Chart {
     let loss: Vec<f64> = (0..40).map(|e| 0.02 + (-(e as f64) / 8.0).exp()).collect();

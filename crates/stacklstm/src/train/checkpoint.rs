@@ -20,6 +20,16 @@ impl Model {
     /// # Errors
     /// [`Error::State`] before `compile`.
     pub fn training_state(&self, epochs_done: usize) -> Result<TrainingState> {
+        self.training_state_at(epochs_done, 0)
+    }
+
+    /// The training state of a run stopped inside epoch `epoch` (0-based) after
+    /// `batches_done` of its batches (see [`crate::train::History::interrupted`]);
+    /// `training_state_at(e, 0)` equals `training_state(e)`.
+    ///
+    /// # Errors
+    /// [`Error::State`] before `compile`.
+    pub fn training_state_at(&self, epoch: usize, batches_done: usize) -> Result<TrainingState> {
         let c = self
             .compiled()
             .ok_or_else(|| Error::State("a checkpoint needs a compiled model".into()))?;
@@ -39,7 +49,8 @@ impl Model {
                 "metrics": c.metrics,
                 "optimizer": c.optimizer.config,
                 "iterations": c.optimizer.iterations,
-                "epoch": epochs_done,
+                "epoch": epoch,
+                "batch": batches_done,
                 "weight_lengths": lens,
             }),
             tensors,
@@ -52,6 +63,16 @@ impl Model {
     /// # Errors
     /// [`Error::Format`] when the state is incomplete or does not fit the model.
     pub fn restore_training(&mut self, state: &TrainingState) -> Result<usize> {
+        self.restore_training_at(state).map(|(epoch, _)| epoch)
+    }
+
+    /// [`restore_training`](Self::restore_training) that also returns the batches of that
+    /// epoch already done (0 for a checkpoint written at the end of an epoch): resume with
+    /// `Fit::new().initial_epoch(epoch).initial_batch(batch)`.
+    ///
+    /// # Errors
+    /// As [`restore_training`](Self::restore_training).
+    pub fn restore_training_at(&mut self, state: &TrainingState) -> Result<(usize, usize)> {
         let bad = |m: &str| Error::format("checkpoint", m.to_string());
         let j: &Value = &state.json;
         let loss: Loss =
@@ -64,6 +85,8 @@ impl Model {
             .as_u64()
             .ok_or_else(|| bad("iterations missing"))?;
         let epoch = j["epoch"].as_u64().ok_or_else(|| bad("epoch missing"))? as usize;
+        // Absent in checkpoints written at epoch ends by older versions.
+        let batch = j.get("batch").and_then(Value::as_u64).unwrap_or(0) as usize;
         self.compile_with_metrics(loss, config, &metrics)?;
         let lens: Vec<usize> = self.get_weights().iter().map(|w| w.len()).collect();
         let slots: Vec<(String, Vec<f32>)> = state
@@ -82,7 +105,7 @@ impl Model {
         if let Some(o) = self.optimizer_mut() {
             *o = opt;
         }
-        Ok(epoch)
+        Ok((epoch, batch))
     }
 }
 
@@ -133,5 +156,70 @@ mod tests {
         resumed.fit(&x, &y, fit(epoch, 4)).unwrap();
         assert_eq!(resumed.get_weights(), straight.get_weights());
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_run_stopped_mid_epoch_by_its_flag_resumes_to_the_same_weights() {
+        use crate::train::{Callback, Interruption};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        // Sets the flag after batch 1 of epoch 1, as a signal handler would.
+        struct Trip(Arc<AtomicBool>);
+        impl Callback for Trip {
+            fn on_batch_end(&mut self, epoch: usize, batch: usize, _: f64) -> crate::Result<()> {
+                if (epoch, batch) == (1, 1) {
+                    self.0.store(true, Ordering::Relaxed);
+                }
+                Ok(())
+            }
+        }
+        let x = Array3::from_shape_fn((24, 6, 1), |(i, t, _)| ((i + t) as f32 * 0.3).sin());
+        let y = ArrayD::from_shape_fn(IxDyn(&[24, 1]), |ix| ((ix[0] + 6) as f32 * 0.3).sin());
+        let build = || {
+            let mut m = Sequential::new()
+                .input_shape(6, 1)
+                .add(Lstm::new(4).dropout(0.1))
+                .add(Dense::new(1))
+                .seed(5)
+                .build()
+                .unwrap();
+            m.compile(Loss::Mse, Adam::new(0.01)).unwrap();
+            m
+        };
+        let fit = || Fit::new().epochs(3).batch_size(8).seed(1);
+        let mut straight = build();
+        straight.fit(&x, &y, fit()).unwrap();
+
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut first = build();
+        let h = first
+            .fit(&x, &y, fit().stop_flag(flag.clone()).callback(Trip(flag)))
+            .unwrap();
+        let at = h.interrupted.expect("stopped by the flag");
+        assert_eq!(
+            at,
+            Interruption {
+                epoch: 1,
+                batches_done: 2
+            }
+        );
+        assert_eq!(h.epochs.len(), 1);
+        let bytes = crate::io::native::to_bytes(
+            &first,
+            None,
+            Some(&first.training_state_at(at.epoch, at.batches_done).unwrap()),
+        )
+        .unwrap();
+        let file = crate::io::native::from_bytes(&bytes, "ckpt").unwrap();
+        let mut resumed = file.model;
+        let (epoch, batch) = resumed
+            .restore_training_at(file.training.as_ref().unwrap())
+            .unwrap();
+        assert_eq!((epoch, batch), (1, 2));
+        let h = resumed
+            .fit(&x, &y, fit().initial_epoch(epoch).initial_batch(batch))
+            .unwrap();
+        assert_eq!(h.interrupted, None);
+        assert_eq!(resumed.get_weights(), straight.get_weights());
     }
 }

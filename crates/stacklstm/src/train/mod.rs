@@ -11,6 +11,11 @@
 //!   (weights + optimizer state + epoch) continues exactly as if never interrupted.
 //! - A non-finite loss or gradient stops training with [`Error::Diverged`] naming the epoch
 //!   and step, *before* the update, so the model keeps its last finite weights.
+//! - A stop flag ([`Fit::stop_flag`], [`StreamFit::stop`]), an `Arc<AtomicBool>` that another
+//!   thread or a signal handler may set, is read before every batch: once set, training ends
+//!   at that batch boundary and returns normally, with [`History::interrupted`] saying where.
+//!   [`Model::training_state_at`] saves that position and [`Fit::initial_batch`] resumes from
+//!   it; for `fit` the resumed run ends with the same weights as an uninterrupted one.
 
 pub mod callbacks;
 pub mod checkpoint;
@@ -19,6 +24,8 @@ pub mod stream;
 
 pub use stream::StreamFit;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ndarray::{Array3, ArrayD, ArrayView3, ArrayViewD, Axis, IxDyn, Slice};
@@ -65,6 +72,12 @@ pub struct Fit {
     pub validation_data: Option<(Array3<f32>, ArrayD<f32>)>,
     /// First epoch (0-based), to resume a run.
     pub initial_epoch: usize,
+    /// Batches of `initial_epoch` already done, to resume a run interrupted mid-epoch
+    /// (default 0). The loss logged for that epoch covers only the remaining batches.
+    pub initial_batch: usize,
+    /// Checked before every batch: once `true`, training stops there (see
+    /// [`History::interrupted`]).
+    pub stop: Option<Arc<AtomicBool>>,
     /// Callbacks, called in order.
     pub callbacks: Vec<Box<dyn Callback>>,
 }
@@ -79,6 +92,8 @@ impl Default for Fit {
             validation_split: 0.0,
             validation_data: None,
             initial_epoch: 0,
+            initial_batch: 0,
+            stop: None,
             callbacks: Vec::new(),
         }
     }
@@ -93,6 +108,8 @@ impl std::fmt::Debug for Fit {
             .field("seed", &self.seed)
             .field("validation_split", &self.validation_split)
             .field("initial_epoch", &self.initial_epoch)
+            .field("initial_batch", &self.initial_batch)
+            .field("stop", &self.stop)
             .field("callbacks", &self.callbacks.len())
             .finish()
     }
@@ -146,6 +163,19 @@ impl Fit {
         self.initial_epoch = e;
         self
     }
+    /// Sets `initial_batch` (resume mid-epoch, from [`Interruption::batches_done`]).
+    #[must_use]
+    pub fn initial_batch(mut self, b: usize) -> Self {
+        self.initial_batch = b;
+        self
+    }
+    /// Stops training at the next batch boundary once `flag` is `true` (e.g. set by a
+    /// Ctrl-C handler); `fit` then returns `Ok` with [`History::interrupted`] set.
+    #[must_use]
+    pub fn stop_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.stop = Some(flag);
+        self
+    }
     /// Adds a callback.
     #[must_use]
     pub fn callback(mut self, cb: impl Callback + 'static) -> Self {
@@ -157,8 +187,27 @@ impl Fit {
 /// What `fit` returns: the logs of every epoch run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
-    /// One entry per epoch.
+    /// One entry per completed epoch.
     pub epochs: Vec<EpochLogs>,
+    /// Where training stopped when the stop flag was set; `None` when it ran to the end
+    /// (or a callback stopped it after an epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<Interruption>,
+}
+
+/// Where a run stopped by its stop flag ended: resume with
+/// `initial_epoch(epoch).initial_batch(batches_done)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interruption {
+    /// The 0-based epoch that was running (all epochs before it are complete).
+    pub epoch: usize,
+    /// Batches of that epoch done (0-based index of the first batch not run).
+    pub batches_done: usize,
+}
+
+/// Whether the optional stop flag is set.
+pub(crate) fn stop_requested(flag: Option<&Arc<AtomicBool>>) -> bool {
+    flag.is_some_and(|f| f.load(Ordering::Relaxed))
 }
 
 use serde::{Deserialize, Serialize};
@@ -417,9 +466,15 @@ impl Model {
         for cb in &mut callbacks {
             cb.on_train_begin(&info)?;
         }
+        if fit.initial_batch > 0 && fit.initial_batch >= batches {
+            return Err(Error::input(format!(
+                "fit: initial_batch {} but an epoch has only {batches} batches",
+                fit.initial_batch
+            )));
+        }
         let mut history = History::default();
         let mut order: Vec<usize> = (0..n_train).collect();
-        for epoch in fit.initial_epoch..fit.epochs {
+        'epochs: for epoch in fit.initial_epoch..fit.epochs {
             let start = Instant::now();
             if fit.shuffle {
                 order = (0..n_train).collect();
@@ -430,6 +485,16 @@ impl Model {
             }
             let mut acc = Accum::default();
             for (bi, idx) in order.chunks(fit.batch_size).enumerate() {
+                if epoch == fit.initial_epoch && bi < fit.initial_batch {
+                    continue;
+                }
+                if stop_requested(fit.stop.as_ref()) {
+                    history.interrupted = Some(Interruption {
+                        epoch,
+                        batches_done: bi,
+                    });
+                    break 'epochs;
+                }
                 let bx = take_rows(&xv, idx);
                 let by = take_rows(&yv, idx);
                 let (value, samples) = self.train_step(bx.view(), by.view(), epoch, bi)?;

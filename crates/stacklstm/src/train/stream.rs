@@ -4,6 +4,8 @@
 //! gradients truncated at batch boundaries. States are reset at the start of every epoch
 //! and around validation.
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ndarray::{Array3, ArrayD, IxDyn};
@@ -12,7 +14,9 @@ use crate::data::text::TbpttBatches;
 use crate::error::{Error, Result};
 use crate::model::{Layer, Model};
 use crate::train::metrics::Accum;
-use crate::train::{Callback, Control, EpochLogs, Evaluation, History, TrainInfo};
+use crate::train::{
+    stop_requested, Callback, Control, EpochLogs, Evaluation, History, Interruption, TrainInfo,
+};
 
 /// Options of [`Model::fit_stream`].
 pub struct StreamFit {
@@ -20,6 +24,13 @@ pub struct StreamFit {
     pub epochs: usize,
     /// First epoch, to resume (default 0).
     pub initial_epoch: usize,
+    /// Batches of `initial_epoch` already done, to resume mid-epoch (default 0). The lanes
+    /// restart from a zero state there, so unlike [`crate::train::Fit::initial_batch`] the
+    /// result is close to, not bit-identical with, an uninterrupted run.
+    pub initial_batch: usize,
+    /// Checked before every batch: once `true`, training stops there (see
+    /// [`History::interrupted`]).
+    pub stop: Option<Arc<AtomicBool>>,
     /// Number of lanes (default 32).
     pub batch_size: usize,
     /// Timesteps per batch, the truncation length (default 50).
@@ -35,6 +46,8 @@ impl Default for StreamFit {
         StreamFit {
             epochs: 1,
             initial_epoch: 0,
+            initial_batch: 0,
+            stop: None,
             batch_size: 32,
             seq_len: 50,
             validation: None,
@@ -141,13 +154,31 @@ impl Model {
         for cb in &mut callbacks {
             cb.on_train_begin(&info)?;
         }
+        if opts.initial_batch > 0 && opts.initial_batch >= n {
+            return Err(Error::input(format!(
+                "fit_stream: initial_batch {} but an epoch has only {n} batches",
+                opts.initial_batch
+            )));
+        }
         let mut history = History::default();
         let width = self.output_shape().width;
-        for epoch in opts.initial_epoch..opts.epochs {
+        'epochs: for epoch in opts.initial_epoch..opts.epochs {
             let start = Instant::now();
             self.reset_states();
             let mut acc = Accum::default();
-            for k in 0..n {
+            let first = if epoch == opts.initial_epoch {
+                opts.initial_batch
+            } else {
+                0
+            };
+            for k in first..n {
+                if stop_requested(opts.stop.as_ref()) {
+                    history.interrupted = Some(Interruption {
+                        epoch,
+                        batches_done: k,
+                    });
+                    break 'epochs;
+                }
                 let Some((bx, by)) = batches.batch(k) else {
                     break;
                 };

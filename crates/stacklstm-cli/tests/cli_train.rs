@@ -1,0 +1,505 @@
+//! The real `stacklstm` binary end to end in a temp dir: train -> evaluate -> predict ->
+//! forecast on a small CSV series, train -> generate on a small text, resuming through a
+//! checkpoint, divergence, `--help` of every subcommand, and the demo.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use common::{ok, run_in, sine_csv, small_text, train_series, write};
+use ndarray::Array3;
+use serde_json::Value;
+
+fn json(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+fn assert_keys(v: &Value, keys: &[&str]) {
+    for k in keys {
+        let x = &v[*k];
+        assert!(!x.is_null(), "key '{k}' missing in {v}");
+    }
+}
+
+fn assert_png(p: &Path) {
+    let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let mut r = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .unwrap_or_else(|e| panic!("{}: not a PNG: {e}", p.display()));
+    let mut buf = vec![0; r.output_buffer_size().unwrap()];
+    let info = r.next_frame(&mut buf).expect("png frame");
+    assert!(info.width > 100 && info.height > 100, "{info:?}");
+}
+
+fn assert_svg(p: &Path) {
+    let text = std::fs::read_to_string(p).unwrap();
+    let doc = roxmltree::Document::parse(&text)
+        .unwrap_or_else(|e| panic!("{}: not XML: {e}", p.display()));
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    assert!(doc
+        .descendants()
+        .any(|n| n.has_tag_name("path") || n.has_tag_name("polyline")));
+}
+
+#[test]
+fn series_train_evaluate_predict_forecast() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write(d, "s.csv", sine_csv(300));
+
+    // train: JSON report, model, loss plot.
+    let out = train_series(
+        d,
+        "s.csv",
+        "m.safetensors",
+        &["--json", "--plot", "loss.png"],
+    );
+    let r = json(&ok(&out));
+    assert_keys(
+        &r,
+        &[
+            "model",
+            "epochs_run",
+            "final_loss",
+            "final_val_loss",
+            "test_rmse",
+            "test_mae",
+            "naive_rmse",
+            "seasonal_naive_rmse",
+            "test_windows",
+        ],
+    );
+    assert_eq!(r["epochs_run"], 2);
+    assert!(r["test_rmse"].as_f64().unwrap().is_finite());
+    assert_png(&d.join("loss.png"));
+
+    // evaluate
+    let r = json(&ok(&run_in(
+        d,
+        &[
+            "evaluate",
+            "--model",
+            "m.safetensors",
+            "--data",
+            "s.csv",
+            "--json",
+        ],
+    )));
+    assert_keys(
+        &r,
+        &[
+            "windows",
+            "rmse",
+            "mae",
+            "naive_rmse",
+            "naive_mae",
+            "season",
+        ],
+    );
+    assert_eq!(r["windows"], 300 - 8);
+
+    // summary
+    let s = ok(&run_in(d, &["summary", "m.safetensors"]));
+    assert!(s.contains("Input shape: (None, 8, 2)"), "{s}");
+
+    // predict: .npy in, .npy out; CSV in, CSV out.
+    let x = Array3::from_shape_fn((5, 8, 2), |(b, t, f)| ((b + t + f) as f32 * 0.2).sin());
+    stacklstm::data::write_npy(d.join("x.npy"), &x.clone().into_dyn()).unwrap();
+    ok(&run_in(
+        d,
+        &[
+            "predict",
+            "--model",
+            "m.safetensors",
+            "--input",
+            "x.npy",
+            "--output",
+            "y.npy",
+        ],
+    ));
+    let y = stacklstm::data::read_npy(d.join("y.npy")).unwrap();
+    assert_eq!(y.shape(), &[5, 1]);
+    let rows: Vec<String> = x
+        .outer_iter()
+        .map(|s| {
+            s.iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    write(d, "x.csv", rows.join("\n") + "\n");
+    ok(&run_in(
+        d,
+        &[
+            "predict",
+            "--model",
+            "m.safetensors",
+            "--input",
+            "x.csv",
+            "--output",
+            "y.csv",
+        ],
+    ));
+    let ycsv: Vec<f32> = std::fs::read_to_string(d.join("y.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(ycsv.len(), 5);
+    for (a, b) in ycsv.iter().zip(y.iter()) {
+        assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}");
+    }
+
+    // forecast needs every input column to be a target: a model of temp alone.
+    ok(&train_series(
+        d,
+        "s.csv",
+        "f.safetensors",
+        &["--features", "temp"],
+    ));
+    ok(&run_in(
+        d,
+        &[
+            "forecast",
+            "--model",
+            "f.safetensors",
+            "--data",
+            "s.csv",
+            "--steps",
+            "7",
+            "--output",
+            "fc.csv",
+            "--plot",
+            "fc.svg",
+        ],
+    ));
+    let fc = std::fs::read_to_string(d.join("fc.csv")).unwrap();
+    let lines: Vec<&str> = fc.lines().collect();
+    assert_eq!(lines[0], "step,temp");
+    assert_eq!(lines.len(), 1 + 7, "{fc}");
+    for (i, l) in lines[1..].iter().enumerate() {
+        let (step, v) = l.split_once(',').unwrap();
+        assert_eq!(step, (i + 1).to_string());
+        assert!(v.parse::<f32>().unwrap().is_finite(), "{l}");
+    }
+    assert_svg(&d.join("fc.svg"));
+    // To stdout, the same rows.
+    let stdout = ok(&run_in(
+        d,
+        &[
+            "forecast",
+            "--model",
+            "f.safetensors",
+            "--data",
+            "s.csv",
+            "--steps",
+            "7",
+        ],
+    ));
+    assert_eq!(stdout.trim_end(), fc.trim_end());
+}
+
+#[test]
+fn text_train_generate_evaluate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let text = small_text();
+    write(d, "t.txt", &text);
+    let r = json(&ok(&run_in(
+        d,
+        &[
+            "train",
+            "--text",
+            "--data",
+            "t.txt",
+            "--layers",
+            "12",
+            "--embedding",
+            "4",
+            "--seq-len",
+            "10",
+            "--batch-size",
+            "8",
+            "--epochs",
+            "2",
+            "--quiet",
+            "--json",
+            "--out",
+            "lm.safetensors",
+        ],
+    )));
+    assert_keys(&r, &["model", "epochs_run", "final_loss", "vocab_size"]);
+    let vocab: BTreeSet<char> = text.chars().collect();
+    assert_eq!(r["vocab_size"], vocab.len());
+
+    let generate = |seed: &str| {
+        ok(&run_in(
+            d,
+            &[
+                "generate",
+                "--model",
+                "lm.safetensors",
+                "--length",
+                "60",
+                "--seed",
+                seed,
+            ],
+        ))
+    };
+    let a = generate("5");
+    // The generated characters, then one newline.
+    let body = a.strip_suffix('\n').expect("ends with a newline");
+    assert_eq!(body.chars().count(), 60, "{a:?}");
+    for c in body.chars() {
+        assert!(vocab.contains(&c), "'{c}' is not in the vocabulary");
+    }
+    assert_eq!(generate("5"), a, "same seed, same text");
+
+    let r = json(&ok(&run_in(
+        d,
+        &[
+            "evaluate",
+            "--model",
+            "lm.safetensors",
+            "--data",
+            "t.txt",
+            "--json",
+        ],
+    )));
+    assert_keys(&r, &["tokens", "loss", "perplexity", "accuracy"]);
+    let ppl = r["perplexity"].as_f64().unwrap();
+    assert!(ppl > 1.0 && ppl < vocab.len() as f64 * 2.0, "{ppl}");
+}
+
+#[test]
+fn resume_from_a_checkpoint_equals_a_straight_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write(d, "s.csv", sine_csv(200));
+    let four = ["--epochs", "4", "--dropout", "0.1"];
+    ok(&train_series(d, "s.csv", "straight.safetensors", &four));
+    ok(&train_series(
+        d,
+        "s.csv",
+        "half.safetensors",
+        &[
+            "--epochs",
+            "2",
+            "--dropout",
+            "0.1",
+            "--checkpoint",
+            "ck.safetensors",
+        ],
+    ));
+    // The epoch-2 checkpoint carries the training state.
+    let ck = stacklstm::io::native::load(d.join("ck.safetensors")).unwrap();
+    assert_eq!(ck.training.unwrap().json["epoch"], 2);
+    ok(&train_series(
+        d,
+        "s.csv",
+        "resumed.safetensors",
+        &[
+            "--epochs",
+            "4",
+            "--dropout",
+            "0.1",
+            "--resume",
+            "ck.safetensors",
+        ],
+    ));
+    let straight = std::fs::read(d.join("straight.safetensors")).unwrap();
+    let resumed = std::fs::read(d.join("resumed.safetensors")).unwrap();
+    assert!(straight == resumed, "2 + 2 epochs differ from 4");
+
+    // A model file without training state is refused.
+    let out = train_series(
+        d,
+        "s.csv",
+        "x.safetensors",
+        &["--resume", "straight.safetensors"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("without training state"), "{err}");
+}
+
+#[test]
+fn divergence_names_epoch_step_and_the_last_good_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write(d, "s.csv", sine_csv(200));
+    let blow_up = ["--optimizer", "sgd", "--lr", "1e30"];
+
+    // A fresh run: no checkpoint yet, and the message says so.
+    let mut args = vec!["--checkpoint", "ck.safetensors"];
+    args.extend_from_slice(&blow_up);
+    let out = train_series(d, "s.csv", "m.safetensors", &args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("diverged at epoch 1, step "), "{err}");
+    assert!(
+        err.contains("no checkpoint was written to ck.safetensors"),
+        "{err}"
+    );
+    assert!(!d.join("m.safetensors").exists());
+
+    // Two good epochs, then the same run resumed with the learning rate blown up: the
+    // message names epoch 3 and the checkpoint of epoch 2, which still resumes.
+    ok(&train_series(
+        d,
+        "s.csv",
+        "m.safetensors",
+        &["--optimizer", "sgd", "--checkpoint", "ck.safetensors"],
+    ));
+    let mut args = vec![
+        "--epochs",
+        "4",
+        "--resume",
+        "ck.safetensors",
+        "--checkpoint",
+        "ck.safetensors",
+    ];
+    args.extend_from_slice(&blow_up);
+    let out = train_series(d, "s.csv", "m2.safetensors", &args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("diverged at epoch 3, step "), "{err}");
+    assert!(
+        err.contains("last good checkpoint is ck.safetensors (after epoch 2)"),
+        "{err}"
+    );
+    ok(&train_series(
+        d,
+        "s.csv",
+        "m2.safetensors",
+        &[
+            "--epochs",
+            "4",
+            "--resume",
+            "ck.safetensors",
+            "--lr",
+            "0.001",
+        ],
+    ));
+
+    // A checkpoint file left by an earlier run is not this run's last good one.
+    let mut args = vec!["--checkpoint", "ck.safetensors"];
+    args.extend_from_slice(&blow_up);
+    let out = train_series(d, "s.csv", "m4.safetensors", &args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("no checkpoint was written to ck.safetensors"),
+        "{err}"
+    );
+
+    // Without --checkpoint: a hint to lower the rate.
+    let out = train_series(d, "s.csv", "m3.safetensors", &blow_up);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("diverged at epoch 1, step ") && err.contains("lower --lr"),
+        "{err}"
+    );
+}
+
+/// The options of a `--help` page: `(flag, description)`; a description may continue on
+/// the next lines.
+fn options(help: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut in_options = false;
+    for line in help.lines() {
+        if line.starts_with("Options:") || line.starts_with("Arguments:") {
+            in_options = true;
+            continue;
+        }
+        if !in_options || line.trim().is_empty() {
+            continue;
+        }
+        let t = line.trim_start();
+        if t.starts_with('-') || t.starts_with('<') {
+            // "  -o, --output <OUTPUT>  Description": the spec ends at two spaces.
+            let (spec, desc) = t.split_once("  ").unwrap_or((t, ""));
+            let flag = spec
+                .split([',', ' '])
+                .find(|w| w.starts_with("--") || w.starts_with('<'))
+                .unwrap_or(spec)
+                .to_string();
+            out.push((flag, desc.trim().to_string()));
+        } else if let Some(last) = out.last_mut() {
+            last.1.push(' ');
+            last.1.push_str(t);
+        }
+    }
+    out
+}
+
+#[test]
+fn help_of_every_subcommand_documents_every_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let top = ok(&run_in(tmp.path(), &["--help"]));
+    let subs = [
+        "predict", "summary", "import", "export", "train", "evaluate", "forecast", "generate",
+        "demo",
+    ];
+    let mut problems = Vec::new();
+    for sub in subs {
+        assert!(top.contains(sub), "top-level help lacks {sub}");
+        let help = ok(&run_in(tmp.path(), &[sub, "--help"]));
+        let usage = help.lines().find(|l| l.starts_with("Usage:")).unwrap_or("");
+        let opts = options(&help);
+        if opts.len() < 2 {
+            problems.push(format!("{sub}: no options found in\n{help}"));
+        }
+        for (flag, desc) in opts {
+            if desc.is_empty() {
+                problems.push(format!("{sub} {flag}: no description"));
+                continue;
+            }
+            // A value flag that is not required says its default.
+            let takes_value = help.lines().any(|l| l.contains(&format!("{flag} <")));
+            let required =
+                usage.contains(&format!("{flag} <")) && !usage.contains(&format!("[{flag}"));
+            let is_help = flag == "--help";
+            if takes_value
+                && !required
+                && !is_help
+                && !desc.contains("[default")
+                && !desc.contains("required")
+            {
+                problems.push(format!("{sub} {flag}: no [default: ...] in '{desc}'"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn demo_reports_lstm_and_naive_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = json(&ok(&run_in(
+        tmp.path(),
+        &[
+            "demo",
+            "--quiet",
+            "--json",
+            "--epochs",
+            "3",
+            "--out-dir",
+            "out",
+        ],
+    )));
+    for k in ["lstm", "naive", "seasonal_naive_12"] {
+        for m in ["rmse", "mae"] {
+            let v = r[k][m].as_f64().unwrap_or(f64::NAN);
+            assert!(v.is_finite() && v > 0.0, "{k}.{m} = {v} in {r}");
+        }
+    }
+    assert_eq!(r["epochs_run"], 3);
+    let out = tmp.path().join("out");
+    assert!(stacklstm::io::native::load(out.join("sunspots.safetensors")).is_ok());
+    assert_png(&out.join("sunspots_forecast.png"));
+}
