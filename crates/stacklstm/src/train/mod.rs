@@ -504,33 +504,12 @@ impl Model {
                     cb.on_batch_end(epoch, bi, value)?;
                 }
             }
-            let (val_loss, val_metrics) = match &validation {
-                Some((vx, vy)) => {
-                    let e = self.evaluate(vx, vy, fit.batch_size)?;
-                    (Some(e.loss), e.metrics)
-                }
-                None => (None, Default::default()),
+            let val = match &validation {
+                Some((vx, vy)) => Some(self.evaluate(vx, vy, fit.batch_size)?),
+                None => None,
             };
-            let logs = EpochLogs {
-                epoch,
-                loss: acc.loss(),
-                val_loss,
-                metrics: metrics
-                    .iter()
-                    .map(|m| (m.name().to_string(), acc.value(*m)))
-                    .collect(),
-                val_metrics,
-                learning_rate: self
-                    .compiled
-                    .as_ref()
-                    .map_or(0.0, |c| c.optimizer.current_learning_rate()),
-                seconds: start.elapsed().as_secs_f64(),
-            };
-            history.epochs.push(logs.clone());
-            let mut stop = false;
-            for cb in &mut callbacks {
-                stop |= cb.on_epoch_end(self, &logs)? == Control::Stop;
-            }
+            let (logs, stop) = self.end_epoch(epoch, start, &acc, &metrics, val, &mut callbacks)?;
+            history.epochs.push(logs);
             if stop {
                 break;
             }
@@ -539,6 +518,39 @@ impl Model {
             cb.on_train_end(self)?;
         }
         Ok(history)
+    }
+
+    /// Logs an epoch and runs the callbacks' `on_epoch_end`; returns the logs and whether a
+    /// callback asked to stop.
+    pub(crate) fn end_epoch(
+        &mut self,
+        epoch: usize,
+        start: Instant,
+        acc: &Accum,
+        metrics: &[Metric],
+        val: Option<Evaluation>,
+        callbacks: &mut [Box<dyn Callback>],
+    ) -> Result<(EpochLogs, bool)> {
+        let logs = EpochLogs {
+            epoch,
+            loss: acc.loss(),
+            val_loss: val.as_ref().map(|e| e.loss),
+            metrics: metrics
+                .iter()
+                .map(|m| (m.name().to_string(), acc.value(*m)))
+                .collect(),
+            val_metrics: val.map(|e| e.metrics).unwrap_or_default(),
+            learning_rate: self
+                .compiled
+                .as_ref()
+                .map_or(0.0, |c| c.optimizer.current_learning_rate()),
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        let mut stop = false;
+        for cb in callbacks.iter_mut() {
+            stop |= cb.on_epoch_end(self, &logs)? == Control::Stop;
+        }
+        Ok((logs, stop))
     }
 
     /// Loss and compiled metrics over `x`, `y` in batches (Keras `evaluate`), dropout off.

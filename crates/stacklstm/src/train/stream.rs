@@ -14,9 +14,7 @@ use crate::data::text::TbpttBatches;
 use crate::error::{Error, Result};
 use crate::model::{Layer, Model};
 use crate::train::metrics::Accum;
-use crate::train::{
-    stop_requested, Callback, Control, EpochLogs, Evaluation, History, Interruption, TrainInfo,
-};
+use crate::train::{stop_requested, Callback, Evaluation, History, Interruption, TrainInfo};
 
 /// Options of [`Model::fit_stream`].
 pub struct StreamFit {
@@ -195,25 +193,8 @@ impl Model {
                 None => None,
             };
             self.reset_states();
-            let logs = EpochLogs {
-                epoch,
-                loss: acc.loss(),
-                val_loss: val.as_ref().map(|e| e.loss),
-                metrics: metrics
-                    .iter()
-                    .map(|m| (m.name().to_string(), acc.value(*m)))
-                    .collect(),
-                val_metrics: val.map(|e| e.metrics).unwrap_or_default(),
-                learning_rate: self
-                    .compiled()
-                    .map_or(0.0, |c| c.optimizer.current_learning_rate()),
-                seconds: start.elapsed().as_secs_f64(),
-            };
-            history.epochs.push(logs.clone());
-            let mut stop = false;
-            for cb in &mut callbacks {
-                stop |= cb.on_epoch_end(self, &logs)? == Control::Stop;
-            }
+            let (logs, stop) = self.end_epoch(epoch, start, &acc, &metrics, val, &mut callbacks)?;
+            history.epochs.push(logs);
             if stop {
                 break;
             }
