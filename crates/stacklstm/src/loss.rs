@@ -85,6 +85,34 @@ impl Loss {
         width: usize,
         dy: &mut Vec<f32>,
     ) -> Result<f64> {
+        let rows = y.len() / width.max(1);
+        let sum = self.compute_sum(y, target, width, dy, rows)?;
+        Ok(sum / self.denominator(rows, width))
+    }
+
+    /// What the loss of `rows` output rows of `width` is the mean over: the rows for the
+    /// cross-entropies, every element otherwise.
+    pub(crate) fn denominator(&self, rows: usize, width: usize) -> f64 {
+        match self {
+            Loss::SparseCategoricalCrossentropy { .. } | Loss::CategoricalCrossentropy { .. } => {
+                rows as f64
+            }
+            _ => (rows * width) as f64,
+        }
+    }
+
+    /// The un-normalised part of [`compute`](Self::compute) for a part of a batch of
+    /// `total_rows` rows: returns the sum of the per-element (or per-row) losses of `y`, and
+    /// writes their gradient scaled by the whole batch's normaliser, so that the parts of
+    /// a batch split over threads give exactly the gradient of the whole.
+    pub(crate) fn compute_sum(
+        &self,
+        y: &[f32],
+        target: &[f32],
+        width: usize,
+        dy: &mut Vec<f32>,
+        total_rows: usize,
+    ) -> Result<f64> {
         dy.clear();
         dy.resize(y.len(), 0.0);
         if let Some(i) = target.iter().position(|v| !v.is_finite()) {
@@ -107,7 +135,7 @@ impl Loss {
         }
         Ok(match *self {
             Loss::Mse => {
-                let n = y.len() as f64;
+                let n = (total_rows * width) as f64;
                 let scale = (2.0 / n) as f32;
                 let mut sum = 0.0f64;
                 for ((g, &a), &t) in dy.iter_mut().zip(y).zip(target) {
@@ -115,10 +143,10 @@ impl Loss {
                     sum += f64::from(e) * f64::from(e);
                     *g = scale * e;
                 }
-                sum / n
+                sum
             }
             Loss::Mae => {
-                let n = y.len() as f64;
+                let n = (total_rows * width) as f64;
                 let scale = (1.0 / n) as f32;
                 let mut sum = 0.0f64;
                 for ((g, &a), &t) in dy.iter_mut().zip(y).zip(target) {
@@ -132,7 +160,7 @@ impl Loss {
                         0.0
                     };
                 }
-                sum / n
+                sum
             }
             Loss::Huber { delta } => {
                 if !(delta > 0.0 && delta.is_finite()) {
@@ -140,7 +168,7 @@ impl Loss {
                         "huber delta must be > 0, got {delta}"
                     )));
                 }
-                let n = y.len() as f64;
+                let n = (total_rows * width) as f64;
                 let scale = (1.0 / n) as f32;
                 let mut sum = 0.0f64;
                 for ((g, &a), &t) in dy.iter_mut().zip(y).zip(target) {
@@ -153,10 +181,10 @@ impl Loss {
                     };
                     *g = e.clamp(-delta, delta) * scale;
                 }
-                sum / n
+                sum
             }
             Loss::BinaryCrossentropy { from_logits } => {
-                let n = y.len() as f64;
+                let n = (total_rows * width) as f64;
                 let scale = (1.0 / n) as f32;
                 let mut sum = 0.0f64;
                 for ((g, &z), &t) in dy.iter_mut().zip(y).zip(target) {
@@ -172,10 +200,10 @@ impl Loss {
                         }
                     }
                 }
-                sum / n
+                sum
             }
             Loss::SparseCategoricalCrossentropy { from_logits } => {
-                let inv = 1.0 / rows as f32;
+                let inv = 1.0 / total_rows as f32;
                 let mut sum = 0.0f64;
                 for (r, &t) in target.iter().enumerate() {
                     let class = class_id(t, width, r)?;
@@ -196,10 +224,10 @@ impl Loss {
                         }
                     }
                 }
-                sum / rows as f64
+                sum
             }
             Loss::CategoricalCrossentropy { from_logits } => {
-                let inv = 1.0 / rows as f32;
+                let inv = 1.0 / total_rows as f32;
                 let mut sum = 0.0f64;
                 for r in 0..rows {
                     let yr = &y[r * width..(r + 1) * width];
@@ -222,7 +250,7 @@ impl Loss {
                         }
                     }
                 }
-                sum / rows as f64
+                sum
             }
         })
     }

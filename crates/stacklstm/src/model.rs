@@ -18,6 +18,8 @@ use crate::layers::lstm::{Lstm, LstmCache, LstmLayer};
 use crate::layers::{check_finite, to_batch_major, to_time_major};
 use crate::loss::Loss;
 
+mod split;
+
 /// The most timesteps or features a model input may declare.
 pub const MAX_DIM: usize = 1 << 24;
 
@@ -525,6 +527,34 @@ impl Layer {
             Layer::Dropout(_) => Vec::new(),
         }
     }
+    /// Moves the gradients out of the layer (it keeps empty vectors until
+    /// [`put_grads`](Self::put_grads)).
+    fn take_grads(&mut self) -> LayerGrads {
+        use std::mem::take;
+        match self {
+            Layer::Lstm(l) => LayerGrads::Lstm([
+                take(&mut l.grad_kernel),
+                take(&mut l.grad_recurrent_kernel),
+                take(&mut l.grad_bias),
+            ]),
+            Layer::Dense(d) => {
+                LayerGrads::Dense([take(&mut d.grad_kernel), take(&mut d.grad_bias)])
+            }
+            Layer::Embedding(e) => LayerGrads::Embedding(take(&mut e.grad_embeddings)),
+            Layer::Dropout(_) => LayerGrads::None,
+        }
+    }
+    /// Gives back what [`take_grads`](Self::take_grads) took.
+    fn put_grads(&mut self, g: LayerGrads) {
+        match (self, g) {
+            (Layer::Lstm(l), LayerGrads::Lstm([k, r, b])) => {
+                (l.grad_kernel, l.grad_recurrent_kernel, l.grad_bias) = (k, r, b);
+            }
+            (Layer::Dense(d), LayerGrads::Dense([k, b])) => (d.grad_kernel, d.grad_bias) = (k, b),
+            (Layer::Embedding(e), LayerGrads::Embedding(t)) => e.grad_embeddings = t,
+            _ => {}
+        }
+    }
     fn zero_grad(&mut self) {
         match self {
             Layer::Lstm(l) => l.zero_grad(),
@@ -535,6 +565,33 @@ impl Layer {
     }
     fn param_count(&self) -> usize {
         self.weights().iter().map(|w| w.2.len()).sum()
+    }
+}
+
+/// One layer's weight gradients, moved out of the layer while backward accumulates into
+/// them (so that batch halves can run backward at once on the shared weights).
+#[derive(Debug, Clone, Default)]
+pub(crate) enum LayerGrads {
+    /// d kernel, d recurrent_kernel, d bias.
+    Lstm([Vec<f32>; 3]),
+    /// d kernel, d bias.
+    Dense([Vec<f32>; 2]),
+    /// d embeddings.
+    Embedding(Vec<f32>),
+    /// No weights.
+    #[default]
+    None,
+}
+
+impl LayerGrads {
+    /// Every buffer, in a fixed order.
+    fn buffers_mut(&mut self) -> Vec<&mut Vec<f32>> {
+        match self {
+            LayerGrads::Lstm(g) => g.iter_mut().collect(),
+            LayerGrads::Dense(g) => g.iter_mut().collect(),
+            LayerGrads::Embedding(g) => vec![g],
+            LayerGrads::None => Vec::new(),
+        }
     }
 }
 
@@ -564,8 +621,12 @@ pub struct Workspace {
     masks: Vec<Vec<f32>>,
     /// The target of the last loss, time-major (what the output rows are compared with).
     pub(crate) target: Vec<f32>,
-    /// Buffers of the two batch halves when inference is split over threads.
+    /// Buffers of the two batch halves when a call is split over threads.
     halves: Vec<Workspace>,
+    /// Whether the last call ran in `halves` (its outputs and states are there).
+    split: bool,
+    /// The second half's weight gradients when a training step is split.
+    half_grads: Vec<LayerGrads>,
 }
 
 /// A built model: layers with weights, ready for predict and training.
@@ -830,12 +891,21 @@ impl Model {
 
     /// Stores the final `(h, c)` of every stateful LSTM after a forward.
     pub(crate) fn carry_states(&mut self) {
+        let parts: &[Workspace] = if self.ws.split {
+            &self.ws.halves
+        } else {
+            std::slice::from_ref(&self.ws)
+        };
         for (i, l) in self.layers.iter().enumerate() {
             if let Layer::Lstm(l) = l {
                 if l.spec.stateful {
-                    let c = &self.ws.lstm[i];
-                    self.states[i] =
-                        Some((c.h_last(l.units()).to_vec(), c.c_last(l.units()).to_vec()));
+                    let mut h = Vec::new();
+                    let mut c = Vec::new();
+                    for ws in parts {
+                        h.extend_from_slice(ws.lstm[i].h_last(l.units()));
+                        c.extend_from_slice(ws.lstm[i].c_last(l.units()));
+                    }
+                    self.states[i] = Some((h, c));
                 }
             }
         }
@@ -893,6 +963,7 @@ impl Model {
             return self.predict_halves(x, ws);
         }
         self.load_input(x, ws)?;
+        ws.split = false;
         ws.masks.iter_mut().for_each(Vec::clear);
         for c in &mut ws.lstm {
             c.in_mask.clear();
@@ -900,44 +971,6 @@ impl Model {
         }
         self.forward_ws(ws, &self.states);
         Ok(self.output_array(ws))
-    }
-
-    /// Whether inference on a `[b, t, ..]` batch is split into two halves run on two
-    /// threads. Samples are independent through the whole stack, so the halves need no
-    /// synchronisation until the end; this pays once a call does about 8 MFLOP or more (a
-    /// split costs a few microseconds), and is skipped for carried (stateful) state.
-    fn split_batch(&self, b: usize, t: usize) -> bool {
-        const MIN_FLOPS: usize = 8_000_000;
-        crate::kernels::threads() >= 2
-            && b >= 2
-            && self.states.iter().all(Option::is_none)
-            && 2 * self.param_count() * t * b >= MIN_FLOPS
-    }
-
-    /// [`predict_with`](Self::predict_with) on the two halves of the batch in parallel.
-    /// Each half always gets the same rows and the same work, so results do not depend on
-    /// thread timing.
-    fn predict_halves(&self, x: ArrayView3<'_, f32>, ws: &mut Workspace) -> Result<ArrayD<f32>> {
-        let half = x.dim().0 / 2;
-        ws.halves.resize_with(2, Workspace::default);
-        let (w0, w1) = ws.halves.split_at_mut(1);
-        let run = |x: ArrayView3<'_, f32>, ws: &mut Workspace| -> Result<ArrayD<f32>> {
-            self.load_input(x, ws)?;
-            ws.masks.iter_mut().for_each(Vec::clear);
-            for c in &mut ws.lstm {
-                c.in_mask.clear();
-                c.rec_mask.clear();
-            }
-            self.forward_ws(ws, &self.states);
-            Ok(self.output_array(ws))
-        };
-        let (a, b) = rayon::join(
-            || run(x.slice(ndarray::s![..half, .., ..]), &mut w0[0]),
-            || run(x.slice(ndarray::s![half.., .., ..]), &mut w1[0]),
-        );
-        let (a, b) = (a?, b?);
-        ndarray::concatenate(ndarray::Axis(0), &[a.view(), b.view()])
-            .map_err(|e| Error::input(e.to_string()))
     }
 
     /// Inference on one batch that carries the state of stateful LSTMs on to the next call
@@ -961,6 +994,7 @@ impl Model {
     /// As [`predict`](Self::predict).
     pub fn forward_train(&mut self, x: ArrayView3<'_, f32>) -> Result<ArrayD<f32>> {
         let mut ws = std::mem::take(&mut self.ws);
+        ws.split = false;
         let r = self.load_input(x, &mut ws);
         self.ws = ws;
         r?;
@@ -1019,22 +1053,36 @@ impl Model {
     /// Backward over the layers; `ws.grad_a` holds d output in, and d input out when
     /// `input_grad` (otherwise the first layer skips its `dX` GEMM).
     fn backward_ws(&mut self, ws: &mut Workspace, input_grad: bool) {
+        let mut grads: Vec<LayerGrads> = self.layers.iter_mut().map(Layer::take_grads).collect();
+        self.backward_layers(ws, input_grad, &mut grads);
+        for (l, g) in self.layers.iter_mut().zip(grads) {
+            l.put_grads(g);
+        }
+    }
+
+    /// [`backward_ws`](Self::backward_ws) accumulating the weight gradients into `grads`
+    /// (one entry per layer, sized like the weights).
+    fn backward_layers(&self, ws: &mut Workspace, input_grad: bool, grads: &mut [LayerGrads]) {
         for i in (0..self.layers.len()).rev() {
             let input: &[f32] = if i == 0 { &ws.x } else { &ws.outs[i - 1] };
             let want_dx = i > 0 || input_grad;
             let dx = want_dx.then_some(&mut ws.grad_b);
-            match &mut self.layers[i] {
-                Layer::Lstm(l) => l.backward(input, &ws.grad_a, None, &mut ws.lstm[i], dx),
-                Layer::Dense(d) => d.backward(input, &ws.outs[i], &ws.grad_a, &mut ws.scratch, dx),
-                Layer::Embedding(e) => {
-                    e.backward(input, &ws.grad_a);
+            match (&self.layers[i], &mut grads[i]) {
+                (Layer::Lstm(l), LayerGrads::Lstm(g)) => {
+                    l.backward_into(input, &ws.grad_a, None, &mut ws.lstm[i], dx, g);
+                }
+                (Layer::Dense(d), LayerGrads::Dense(g)) => {
+                    d.backward_into(input, &ws.outs[i], &ws.grad_a, &mut ws.scratch, dx, g);
+                }
+                (Layer::Embedding(e), LayerGrads::Embedding(g)) => {
+                    e.backward_into(input, &ws.grad_a, g);
                     if let Some(dx) = dx {
                         // Token ids are not differentiable: their gradient is zero.
                         dx.clear();
                         dx.resize(input.len(), 0.0);
                     }
                 }
-                Layer::Dropout(_) => {
+                (Layer::Dropout(_), _) => {
                     if let Some(dx) = dx {
                         dx.clear();
                         let m = &ws.masks[i];
@@ -1045,6 +1093,7 @@ impl Model {
                         }
                     }
                 }
+                _ => debug_assert!(false, "gradient buffers do not match layer {i}"),
             }
             std::mem::swap(&mut ws.grad_a, &mut ws.grad_b);
         }
@@ -1081,8 +1130,17 @@ impl Model {
         training: bool,
         input_grad: bool,
     ) -> Result<f64> {
+        let (b, t, _) = x.dim();
+        if !input_grad && self.split_batch(b, t) {
+            self.check_input(x)?;
+            self.check_target_of(b, t, &target, loss)?;
+            (self.ws.t, self.ws.b) = (t, b);
+            self.prepare_masks(training);
+            return self.loss_step_halves(x, target, loss, true);
+        }
         self.zero_grad();
         let mut ws = std::mem::take(&mut self.ws);
+        ws.split = false;
         let r = self
             .load_input(x, &mut ws)
             .and_then(|()| self.check_target(&ws, &target, loss));
@@ -1100,8 +1158,18 @@ impl Model {
     }
 
     fn check_target(&self, ws: &Workspace, target: &ArrayViewD<'_, f32>, loss: Loss) -> Result<()> {
+        self.check_target_of(ws.b, ws.t, target, loss)
+    }
+
+    /// Checks `target` against the output of a `[b, t, ..]` batch.
+    fn check_target_of(
+        &self,
+        b: usize,
+        t: usize,
+        target: &ArrayViewD<'_, f32>,
+        loss: Loss,
+    ) -> Result<()> {
         let s = self.output_shape();
-        let (b, t) = (ws.b, ws.t);
         let mut want: Vec<usize> = if s.seq {
             vec![b, t, s.width]
         } else {
@@ -1129,6 +1197,22 @@ impl Model {
         loss: Loss,
     ) -> Result<f64> {
         let s = self.output_shape();
+        let rows = if s.seq { ws.t * ws.b } else { ws.b };
+        let sum = self.loss_sum_of_output(ws, target, loss, rows)?;
+        Ok(sum / loss.denominator(rows, s.width))
+    }
+
+    /// The un-normalised loss of the output in `ws`, part of a batch with `total_rows`
+    /// output rows (see [`Loss::compute_sum`]); leaves d loss / d output (time-major) in
+    /// `ws.grad_a`.
+    fn loss_sum_of_output(
+        &self,
+        ws: &mut Workspace,
+        target: ArrayViewD<'_, f32>,
+        loss: Loss,
+        total_rows: usize,
+    ) -> Result<f64> {
+        let s = self.output_shape();
         let (b, t) = (ws.b, ws.t);
         // The target in the output's (time-major) row order.
         let per_row = if loss.sparse_targets() { 1 } else { s.width };
@@ -1147,15 +1231,23 @@ impl Model {
             tgt.extend(target.iter().copied());
         }
         let out = &ws.outs[self.layers.len() - 1];
-        let value = loss.compute(out, &tgt, s.width, &mut ws.grad_a);
+        let value = loss.compute_sum(out, &tgt, s.width, &mut ws.grad_a, total_rows);
         ws.target = tgt;
         value
     }
 
-    /// The output (time-major, `[rows, width]`) and target of the last loss step.
-    pub(crate) fn last_output_and_target(&self) -> (&[f32], &[f32]) {
-        let out = self.ws.outs.last().map_or(&[][..], Vec::as_slice);
-        (out, &self.ws.target)
+    /// The output (time-major, `[rows, width]`) and target of the last loss step: one
+    /// pair, or one per batch half when the step was split.
+    pub(crate) fn last_output_and_target(&self) -> Vec<(&[f32], &[f32])> {
+        fn part(ws: &Workspace) -> (&[f32], &[f32]) {
+            let out = ws.outs.last().map_or(&[][..], Vec::as_slice);
+            (out, ws.target.as_slice())
+        }
+        if self.ws.split {
+            self.ws.halves.iter().map(part).collect()
+        } else {
+            vec![part(&self.ws)]
+        }
     }
 
     /// Forward (dropout off, carried state used but not updated) and loss, no backward.
@@ -1165,7 +1257,16 @@ impl Model {
         target: ArrayViewD<'_, f32>,
         loss: Loss,
     ) -> Result<f64> {
+        let (b, t, _) = x.dim();
+        if self.split_batch(b, t) {
+            self.check_input(x)?;
+            self.check_target_of(b, t, &target, loss)?;
+            (self.ws.t, self.ws.b) = (t, b);
+            self.prepare_masks(false);
+            return self.loss_step_halves(x, target, loss, false);
+        }
         let mut ws = std::mem::take(&mut self.ws);
+        ws.split = false;
         let r = self
             .load_input(x, &mut ws)
             .and_then(|()| self.check_target(&ws, &target, loss));

@@ -113,7 +113,7 @@ pub const PAR_MIN_FLOPS: usize = 32_000_000;
 /// The parallelism for one product. faer splits the output into blocks, each summed over
 /// the whole `k` by one thread, so the result does not depend on which thread ran what.
 fn par(m: usize, n: usize, k: usize) -> Par {
-    let threads = super::threads();
+    let threads = super::threads_here();
     if threads > 1 && 2 * m * n * k >= PAR_MIN_FLOPS {
         Par::rayon(threads)
     } else {

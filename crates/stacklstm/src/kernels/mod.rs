@@ -5,6 +5,7 @@ pub mod gates;
 pub mod math;
 pub mod matmul;
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// 0 = not set: use every available core.
@@ -23,4 +24,32 @@ pub fn threads() -> usize {
 /// split never depends on timing, so results stay bit-identical from run to run.
 pub fn set_threads(n: usize) {
     THREADS.store(n, Ordering::Relaxed);
+}
+
+thread_local! {
+    /// Set while this thread runs one part of work already split over the threads.
+    static IN_SPLIT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with every product on this thread sequential: for work that is itself one of
+/// the parts of a split (a batch half), where the other threads are busy with the others.
+pub(crate) fn sequential<R>(f: impl FnOnce() -> R) -> R {
+    /// Restores the flag even if `f` unwinds.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            IN_SPLIT.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(IN_SPLIT.with(|c| c.replace(true)));
+    f()
+}
+
+/// The threads a product started on this thread may use: 1 inside [`sequential`].
+pub(crate) fn threads_here() -> usize {
+    if IN_SPLIT.with(Cell::get) {
+        1
+    } else {
+        threads()
+    }
 }

@@ -190,6 +190,7 @@ impl DenseLayer {
 
     /// Backward of `forward`: `y` is the cached output, `dy` its gradient. `dz` is
     /// scratch. Accumulates weight gradients and writes `dx [N, D]` when asked.
+    #[cfg(test)]
     pub(crate) fn backward(
         &mut self,
         x: &[f32],
@@ -198,6 +199,26 @@ impl DenseLayer {
         dz: &mut Vec<f32>,
         dx: Option<&mut Vec<f32>>,
     ) {
+        let mut grads = [
+            std::mem::take(&mut self.grad_kernel),
+            std::mem::take(&mut self.grad_bias),
+        ];
+        self.backward_into(x, y, dy, dz, dx, &mut grads);
+        [self.grad_kernel, self.grad_bias] = grads;
+    }
+
+    /// [`backward`](Self::backward) accumulating into `grads` (`[d kernel, d bias]`, sized
+    /// like the weights) instead of the layer's own gradients.
+    pub(crate) fn backward_into(
+        &self,
+        x: &[f32],
+        y: &[f32],
+        dy: &[f32],
+        dz: &mut Vec<f32>,
+        dx: Option<&mut Vec<f32>>,
+        grads: &mut [Vec<f32>; 2],
+    ) {
+        let [grad_kernel, grad_bias] = grads;
         let (d, u) = (self.input_width, self.spec.units);
         let n = y.len() / u;
         dz.clear();
@@ -230,12 +251,12 @@ impl DenseLayer {
             dz,
             u,
             1.0,
-            &mut self.grad_kernel,
+            grad_kernel,
             u,
         );
         if self.spec.use_bias {
             for row in dz.chunks_exact(u) {
-                for (g, v) in self.grad_bias.iter_mut().zip(row) {
+                for (g, v) in grad_bias.iter_mut().zip(row) {
                     *g += v;
                 }
             }

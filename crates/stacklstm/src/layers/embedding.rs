@@ -140,11 +140,19 @@ impl EmbeddingLayer {
     }
 
     /// `d table[id] += dy` for every position.
+    #[cfg(test)]
     pub(crate) fn backward(&mut self, ids: &[f32], dy: &[f32]) {
+        let mut grad = std::mem::take(&mut self.grad_embeddings);
+        self.backward_into(ids, dy, &mut grad);
+        self.grad_embeddings = grad;
+    }
+
+    /// [`backward`](Self::backward) accumulating into `grad` (sized like the table).
+    pub(crate) fn backward_into(&self, ids: &[f32], dy: &[f32], grad: &mut [f32]) {
         let e = self.spec.output_dim;
         for (&id, g) in ids.iter().zip(dy.chunks_exact(e)) {
             let r = id as usize;
-            for (a, b) in self.grad_embeddings[r * e..(r + 1) * e].iter_mut().zip(g) {
+            for (a, b) in grad[r * e..(r + 1) * e].iter_mut().zip(g) {
                 *a += b;
             }
         }

@@ -478,6 +478,7 @@ impl LstmLayer {
     /// `(h, c)` directly (returned state, or a stateful successor). Accumulates the weight
     /// gradients; writes `dx` `[T, B, D]` when asked; leaves `d h0`, `d c0` in
     /// `cache.dh`, `cache.dc`.
+    #[cfg(test)]
     pub(crate) fn backward(
         &mut self,
         x: &[f32],
@@ -486,6 +487,28 @@ impl LstmLayer {
         cache: &mut LstmCache,
         dx: Option<&mut Vec<f32>>,
     ) {
+        let mut grads = [
+            std::mem::take(&mut self.grad_kernel),
+            std::mem::take(&mut self.grad_recurrent_kernel),
+            std::mem::take(&mut self.grad_bias),
+        ];
+        self.backward_into(x, dy, d_final, cache, dx, &mut grads);
+        [self.grad_kernel, self.grad_recurrent_kernel, self.grad_bias] = grads;
+    }
+
+    /// [`backward`](Self::backward) accumulating into `grads` (`[d kernel, d
+    /// recurrent_kernel, d bias]`, sized like the weights) instead of the layer's own
+    /// gradients, so that two batch halves can run backward at once on shared weights.
+    pub(crate) fn backward_into(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        d_final: Option<(&[f32], &[f32])>,
+        cache: &mut LstmCache,
+        dx: Option<&mut Vec<f32>>,
+        grads: &mut [Vec<f32>; 3],
+    ) {
+        let [grad_kernel, grad_recurrent_kernel, grad_bias] = grads;
         let (d, h) = (self.input_width, self.spec.units);
         let (t, b) = (cache.t, cache.b);
         let (h4, bh) = (4 * h, b * h);
@@ -567,7 +590,7 @@ impl LstmLayer {
             &cache.dgates,
             h4,
             1.0,
-            &mut self.grad_kernel,
+            grad_kernel,
             h4,
         );
         sgemm(
@@ -582,12 +605,12 @@ impl LstmLayer {
             &cache.dgates,
             h4,
             1.0,
-            &mut self.grad_recurrent_kernel,
+            grad_recurrent_kernel,
             h4,
         );
         if self.spec.use_bias {
             for row in cache.dgates.chunks_exact(h4) {
-                for (g, v) in self.grad_bias.iter_mut().zip(row) {
+                for (g, v) in grad_bias.iter_mut().zip(row) {
                     *g += v;
                 }
             }

@@ -90,19 +90,26 @@ pub(crate) struct Accum {
 }
 
 impl Accum {
-    /// Adds one batch: its mean loss, sample count, output rows `y` `[rows, width]` and
+    /// Adds one batch: its mean loss, sample count, and its parts (one, or one per batch
+    /// half when the batch was split over threads) of output rows `y` `[rows, width]` and
     /// target `t` (`[rows, width]`, or `[rows]` of class ids).
     pub(crate) fn add(
         &mut self,
         loss: Loss,
         value: f64,
         samples: usize,
-        y: &[f32],
-        t: &[f32],
+        parts: &[(&[f32], &[f32])],
         width: usize,
     ) {
         self.loss_sum += value * samples as f64;
         self.samples += samples;
+        for &(y, t) in parts {
+            self.add_rows(loss, y, t, width);
+        }
+    }
+
+    /// The metric sums of output rows `y` against target `t`.
+    fn add_rows(&mut self, loss: Loss, y: &[f32], t: &[f32], width: usize) {
         if !loss.sparse_targets() {
             for (a, b) in y.iter().zip(t) {
                 let e = f64::from(a - b);
@@ -161,13 +168,19 @@ mod tests {
     #[test]
     fn values_by_hand() {
         let mut a = Accum::default();
-        a.add(Loss::Mse, 2.5, 2, &[1.0, 3.0], &[0.0, 1.0], 1);
+        a.add(Loss::Mse, 2.5, 2, &[(&[1.0, 3.0], &[0.0, 1.0])], 1);
         assert!((a.value(Metric::Mae) - 1.5).abs() < 1e-12);
         assert!((a.value(Metric::Rmse) - 2.5f64.sqrt()).abs() < 1e-12);
         assert!((a.loss() - 2.5).abs() < 1e-12);
         let mut s = Accum::default();
         let sce = Loss::SparseCategoricalCrossentropy { from_logits: true };
-        s.add(sce, 2f64.ln(), 2, &[0.1, 0.9, 0.8, 0.2], &[1.0, 1.0], 2);
+        s.add(
+            sce,
+            2f64.ln(),
+            2,
+            &[(&[0.1, 0.9, 0.8, 0.2], &[1.0, 1.0])],
+            2,
+        );
         assert!((s.value(Metric::Accuracy) - 0.5).abs() < 1e-12);
         assert!((s.value(Metric::Perplexity) - 2.0).abs() < 1e-9);
         assert!(Metric::Perplexity.check(Loss::Mse).is_err());

@@ -498,8 +498,8 @@ impl Model {
                 let bx = take_rows(&xv, idx);
                 let by = take_rows(&yv, idx);
                 let (value, samples) = self.train_step(bx.view(), by.view(), epoch, bi)?;
-                let (out, tgt) = self.last_output_and_target();
-                acc.add(loss, value, samples, out, tgt, self.output_shape().width);
+                let width = self.output_shape().width;
+                acc.add(loss, value, samples, &self.last_output_and_target(), width);
                 for cb in &mut callbacks {
                     cb.on_batch_end(epoch, bi, value)?;
                 }
@@ -583,8 +583,8 @@ impl Model {
             let bx = x.slice_axis(Axis(0), Slice::from(start..end));
             let by = y.slice_axis(Axis(0), Slice::from(start..end));
             let v = self.eval_loss(bx, by, loss)?;
-            let (out, tgt) = self.last_output_and_target();
-            acc.add(loss, v, end - start, out, tgt, self.output_shape().width);
+            let width = self.output_shape().width;
+            acc.add(loss, v, end - start, &self.last_output_and_target(), width);
         }
         Ok(Evaluation {
             loss: acc.loss(),

@@ -182,8 +182,8 @@ impl Model {
                 };
                 let (xa, ya) = batch_arrays(&bx, &by);
                 let (value, samples) = self.train_step_at(xa.view(), ya.view(), epoch, k)?;
-                let (out, tgt) = self.last_output_and_target();
-                acc.add(loss, value, samples, out, tgt, width);
+                let parts = self.last_output_and_target();
+                acc.add(loss, value, samples, &parts, width);
                 for cb in &mut callbacks {
                     cb.on_batch_end(epoch, k, value)?;
                 }
@@ -240,8 +240,8 @@ impl Model {
         for (bx, by) in batches {
             let (xa, ya) = batch_arrays(&bx, &by);
             let v = self.test_on_batch(xa.view(), ya.view())?;
-            let (out, tgt) = self.last_output_and_target();
-            acc.add(loss, v, bx.dim().0, out, tgt, width);
+            let parts = self.last_output_and_target();
+            acc.add(loss, v, bx.dim().0, &parts, width);
         }
         self.reset_states();
         Ok(Evaluation {
