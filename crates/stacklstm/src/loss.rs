@@ -20,6 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::kernels::softmax;
 
 /// Keras' epsilon for clipping probabilities.
 pub const EPSILON: f32 = 1e-7;
@@ -210,10 +211,14 @@ impl Loss {
                     let yr = &y[r * width..(r + 1) * width];
                     let gr = &mut dy[r * width..(r + 1) * width];
                     if from_logits {
-                        let lse = log_sum_exp(yr);
+                        // softmax(y) = e^(y - m) / s with m = max(y), s = Σ e^(y - m).
+                        let m = softmax::max(yr);
+                        let s = softmax::exp_sum(yr, m, gr);
+                        let lse = m + s.ln();
                         sum += f64::from(lse - yr[class]);
-                        for (g, &z) in gr.iter_mut().zip(yr) {
-                            *g = (z - lse).exp() * inv;
+                        let k = inv / s;
+                        for g in gr.iter_mut() {
+                            *g *= k;
                         }
                         gr[class] -= inv;
                     } else {
@@ -234,11 +239,14 @@ impl Loss {
                     let tr = &target[r * width..(r + 1) * width];
                     let gr = &mut dy[r * width..(r + 1) * width];
                     if from_logits {
-                        let lse = log_sum_exp(yr);
+                        let m = softmax::max(yr);
+                        let s = softmax::exp_sum(yr, m, gr);
+                        let lse = m + s.ln();
                         let tsum: f32 = tr.iter().sum();
+                        let k = tsum * inv / s;
                         for ((g, &z), &t) in gr.iter_mut().zip(yr).zip(tr) {
                             sum -= f64::from(t) * f64::from(z - lse);
-                            *g = ((z - lse).exp() * tsum - t) * inv;
+                            *g = *g * k - t * inv;
                         }
                     } else {
                         for ((g, &p), &t) in gr.iter_mut().zip(yr).zip(tr) {
@@ -263,13 +271,6 @@ fn class_id(t: f32, width: usize, row: usize) -> Result<usize> {
         )));
     }
     Ok(t as usize)
-}
-
-/// `log Σ e^z`, stable for any finite `z`.
-pub(crate) fn log_sum_exp(z: &[f32]) -> f32 {
-    let m = z.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    let s: f32 = z.iter().map(|v| (v - m).exp()).sum();
-    m + s.ln()
 }
 
 #[cfg(test)]

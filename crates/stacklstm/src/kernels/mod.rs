@@ -4,6 +4,7 @@
 pub mod gates;
 pub mod math;
 pub mod matmul;
+pub mod softmax;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};

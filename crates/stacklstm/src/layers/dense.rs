@@ -16,6 +16,7 @@ use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::init::{glorot_uniform, Rng};
 use crate::kernels::matmul::{sgemm, Trans};
+use crate::kernels::softmax;
 use crate::layers::check_size;
 
 /// Specification of a Dense layer.
@@ -298,12 +299,8 @@ impl DenseLayer {
 
 /// Numerically stable softmax of one row.
 pub(crate) fn softmax_in_place(row: &mut [f32]) {
-    let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    let mut sum = 0.0f32;
-    for v in row.iter_mut() {
-        *v = (*v - m).exp();
-        sum += *v;
-    }
+    let m = softmax::max(row);
+    let sum = softmax::exp_sum_in_place(row, m);
     let inv = 1.0 / sum;
     for v in row.iter_mut() {
         *v *= inv;
