@@ -76,6 +76,18 @@ pub fn sgemm(
         return;
     }
     let (ar, ac) = if ta == Trans::No { (m, k) } else { (k, m) };
+    if m == 1 && tb == Trans::No && 2 * n * k < GEMV_MAX_FLOPS {
+        // One row: no packing (see `gemv`). `a` is read with its stride.
+        let sa = if ta == Trans::No { 1 } else { lda };
+        assert!(a.len() > (k - 1) * sa, "sgemm: A too short");
+        assert!(
+            b.len() >= needed(k, n, ldb) && ldb >= n,
+            "sgemm: B too short"
+        );
+        assert!(c.len() >= n, "sgemm: C too short");
+        super::gemv::gemv(k, n, alpha, a, sa, b, ldb, beta != 0.0, c);
+        return;
+    }
     let (br, bc) = if tb == Trans::No { (k, n) } else { (n, k) };
     assert!(
         a.len() >= needed(ar, ac, lda) && lda >= ac,
@@ -104,6 +116,11 @@ pub fn sgemm(
     };
     matmul(c, accum, a, b, alpha, par(m, n, k));
 }
+
+/// One-row products below this many FLOPs use the unpacked `gemv` kernel: measured
+/// ~3x faster than faer on 1 x 50 x 200 and 1 x 64 x 256 (see `docs/performance.md`); at
+/// larger `k x n` the weights no longer fit in the L2 cache and packing pays.
+pub const GEMV_MAX_FLOPS: usize = 4_000_000;
 
 /// Products smaller than this many FLOPs run on one thread. faer's fork/join costs 13-20 µs
 /// per call on this project's machines, and splitting measured a loss below ~10 MFLOP and
@@ -235,6 +252,10 @@ mod tests {
             (7, 13, 5),
             (32, 17, 33),
             (2, 200, 9),
+            (1, 200, 50),
+            (1, 97, 33),
+            (1, 8, 3),
+            (1, 1024, 256),
         ];
         for &(m, n, k) in &shapes {
             for ta in [Trans::No, Trans::Yes] {

@@ -78,54 +78,20 @@ fn exp_sum_in_place_body(z: &mut [f32], shift: f32) -> f32 {
     s
 }
 
-macro_rules! dispatch {
-    ($(#[$doc:meta])* $name:ident, $body:ident, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
-        $(#[$doc])*
-        pub fn $name($($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-                fn avx512($($arg: $ty),*) -> $ret {
-                    $body($($arg),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                fn avx2($($arg: $ty),*) -> $ret {
-                    $body($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512vl")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: avx512f, avx512vl and fma (avx2 is implied) were detected on
-                    // this CPU just above.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: avx2 and fma were detected on this CPU just above.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $body($($arg),*)
-        }
-    };
-}
-
-dispatch!(
+super::dispatch!(
     /// The largest value of `z` (−∞ for an empty row).
     max,
     max_body,
     (z: &[f32]) -> f32
 );
-dispatch!(
+super::dispatch!(
     /// Writes `out[i] = e^(z[i] - shift)` (`out` as long as `z`) and returns their sum.
     exp_sum,
     exp_sum_body,
     (z: &[f32], shift: f32, out: &mut [f32]) -> f32
 );
 
-dispatch!(
+super::dispatch!(
     /// `z[i] = e^(z[i] - shift)` in place; returns their sum.
     exp_sum_in_place,
     exp_sum_in_place_body,
