@@ -625,6 +625,9 @@ pub struct Workspace {
     halves: Vec<Workspace>,
     /// Whether the last call ran in `halves` (its outputs and states are there).
     split: bool,
+    /// Whether the caches hold a forward that backward has not consumed yet (backward
+    /// overwrites the LSTM gates with their gradients).
+    fresh: bool,
     /// The second half's weight gradients when a training step is split.
     half_grads: Vec<LayerGrads>,
 }
@@ -854,6 +857,7 @@ impl Model {
     /// `states`. Masks prepared in `ws` are applied (none at inference).
     fn forward_ws(&self, ws: &mut Workspace, states: &[Option<(Vec<f32>, Vec<f32>)>]) {
         let (t, b) = (ws.t, ws.b);
+        ws.fresh = true;
         ws.outs.resize_with(self.layers.len(), Vec::new);
         ws.lstm.resize_with(self.layers.len(), LstmCache::default);
         ws.masks.resize_with(self.layers.len(), Vec::new);
@@ -1011,13 +1015,16 @@ impl Model {
     /// gradient of the input `[batch, timesteps, features]` (zero for token ids).
     ///
     /// # Errors
-    /// [`Error::State`] without a preceding forward, [`Error::ShapeMismatch`] if `dy` does
+    /// [`Error::State`] without a preceding forward (each forward allows one backward: it
+    /// overwrites the cached gates), [`Error::ShapeMismatch`] if `dy` does
     /// not have the output's shape.
     pub fn backward(&mut self, dy: ArrayViewD<'_, f32>) -> Result<Array3<f32>> {
         let s = self.output_shape();
         let (t, b) = (self.ws.t, self.ws.b);
-        if self.ws.outs.len() != self.layers.len() {
-            return Err(Error::State("backward called before forward_train".into()));
+        if self.ws.outs.len() != self.layers.len() || !self.ws.fresh || self.ws.split {
+            return Err(Error::State(
+                "backward needs a forward_train just before it (one backward per forward)".into(),
+            ));
         }
         let want: Vec<usize> = if s.seq {
             vec![b, t, s.width]
@@ -1063,6 +1070,8 @@ impl Model {
     /// [`backward_ws`](Self::backward_ws) accumulating the weight gradients into `grads`
     /// (one entry per layer, sized like the weights).
     fn backward_layers(&self, ws: &mut Workspace, input_grad: bool, grads: &mut [LayerGrads]) {
+        debug_assert!(ws.fresh, "backward without a forward");
+        ws.fresh = false;
         for i in (0..self.layers.len()).rev() {
             let input: &[f32] = if i == 0 { &ws.x } else { &ws.outs[i - 1] };
             let want_dx = i > 0 || input_grad;
@@ -1525,6 +1534,33 @@ mod tests {
                 eval(&mut m2, &x)
             });
         }
+    }
+
+    #[test]
+    fn forward_train_then_backward_once_and_only_once() {
+        let mut m = Sequential::new()
+            .input_shape(5, 2)
+            .add(Lstm::new(4).return_sequences(true))
+            .add(Dense::new(1))
+            .seed(2)
+            .build()
+            .unwrap();
+        let x = Array3::from_shape_fn((3, 5, 2), |(i, t, f)| (i + t + f) as f32 * 0.1);
+        let dy = ArrayD::from_elem(IxDyn(&[3, 5, 1]), 0.5f32);
+        assert!(matches!(m.backward(dy.view()), Err(Error::State(_))));
+        m.zero_grad();
+        m.forward_train(x.view()).unwrap();
+        m.backward(dy.view()).unwrap();
+        let g = m.get_gradients();
+        // The gates were consumed: a second backward is refused, not computed from garbage.
+        let e = m.backward(dy.view()).unwrap_err();
+        assert!(matches!(e, Error::State(_)), "{e}");
+        assert!(e.to_string().contains("forward_train"), "{e}");
+        // A new forward allows it again, with the same result.
+        m.zero_grad();
+        m.forward_train(x.view()).unwrap();
+        m.backward(dy.view()).unwrap();
+        assert_eq!(m.get_gradients(), g);
     }
 
     #[test]

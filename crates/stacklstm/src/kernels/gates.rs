@@ -46,8 +46,10 @@ pub struct StepForward<'a> {
 
 /// Buffers of one backward step. Shapes in comments.
 pub struct StepBackward<'a> {
-    /// `[B, 4H]`: post-activation gates of this step.
-    pub gates: &'a [f32],
+    /// `[B, 4H]`: post-activation gates of this step in, overwritten with the gradient
+    /// w.r.t. the pre-activations `z` (the gates are not needed after their step's backward,
+    /// so the cache holds one `[T, B, 4H]` buffer instead of two).
+    pub gates: &'a mut [f32],
     /// `[B, H]`: cell state of the previous step.
     pub c_prev: &'a [f32],
     /// `[B, H]`: `φ(c)` of this step.
@@ -56,8 +58,6 @@ pub struct StepBackward<'a> {
     pub dh: &'a [f32],
     /// `[B, H]`: gradient w.r.t. `c` of this step in, w.r.t. `c_prev` out.
     pub dc: &'a mut [f32],
-    /// `[B, 4H]`: gradient w.r.t. the pre-activations `z`.
-    pub dgates: &'a mut [f32],
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -255,22 +255,19 @@ fn backward_body<R: Fn(f32) -> f32, P: Fn(f32) -> f32>(
     act_grad: P,
 ) {
     let h4 = 4 * units;
-    let rows = s.gates.chunks_exact(h4);
-    let drows = s.dgates.chunks_exact_mut(h4);
+    let rows = s.gates.chunks_exact_mut(h4);
     let cps = s.c_prev.chunks_exact(units);
     let pcs = s.phi_c.chunks_exact(units);
     let dhs = s.dh.chunks_exact(units);
     let dcs = s.dc.chunks_exact_mut(units);
-    for (((((row, drow), cp), pc), dh), dc) in rows.zip(drows).zip(cps).zip(pcs).zip(dhs).zip(dcs) {
-        let (gi, rest) = row.split_at(units);
-        let (gf, rest) = rest.split_at(units);
-        let (gc, go) = rest.split_at(units);
-        let (di, rest) = drow.split_at_mut(units);
+    for ((((row, cp), pc), dh), dc) in rows.zip(cps).zip(pcs).zip(dhs).zip(dcs) {
+        let (di, rest) = row.split_at_mut(units);
         let (df, rest) = rest.split_at_mut(units);
         let (dcc, dout) = rest.split_at_mut(units);
-        // Local arrays per block, as in `forward_row`.
+        // Local arrays per block, as in `forward_row`: a block's gates are all read before
+        // its gradients are stored over them.
         for k in (0..units).step_by(LANES) {
-            let (bgi, bgf, bgc, bgo) = (load(gi, k), load(gf, k), load(gc, k), load(go, k));
+            let (bgi, bgf, bgc, bgo) = (load(di, k), load(df, k), load(dcc, k), load(dout, k));
             let (bcp, bpc, bdh) = (load(cp, k), load(pc, k), load(dh, k));
             let mut bdc = load(dc, k);
             let (mut bdi, mut bdf, mut bdcc, mut bdo) =
@@ -385,7 +382,6 @@ pub fn backward_step(
     activation: Activation,
 ) {
     debug_assert_eq!(s.gates.len(), 4 * s.dc.len());
-    debug_assert_eq!(s.dgates.len(), s.gates.len());
     debug_assert_eq!(s.dh.len(), s.dc.len());
     bwd::dispatch(s, units, recurrent, activation)
 }

@@ -232,7 +232,8 @@ pub struct LstmCache {
     /// Timesteps and batch of the last forward.
     pub(crate) t: usize,
     pub(crate) b: usize,
-    /// `[T, B, 4H]`: post-activation gates i, f, g, o.
+    /// `[T, B, 4H]`: post-activation gates i, f, g, o after forward; backward overwrites
+    /// them with the gradient w.r.t. the pre-activations (`dgates`), step by step.
     gates: Vec<f32>,
     /// `[T+1, B, H]`: h[-1] = h0, then h[0..T].
     hs: Vec<f32>,
@@ -240,8 +241,6 @@ pub struct LstmCache {
     cs: Vec<f32>,
     /// `[T, B, H]`: φ(c[t]).
     phi_c: Vec<f32>,
-    /// `[T, B, 4H]`: gradient w.r.t. the pre-activations.
-    dgates: Vec<f32>,
     /// `[B, H]`: gradient reaching h of the current step; after backward, d h0.
     pub(crate) dh: Vec<f32>,
     /// `[B, H]`: gradient reaching c of the current step; after backward, d c0.
@@ -499,6 +498,9 @@ impl LstmLayer {
     /// [`backward`](Self::backward) accumulating into `grads` (`[d kernel, d
     /// recurrent_kernel, d bias]`, sized like the weights) instead of the layer's own
     /// gradients, so that two batch halves can run backward at once on shared weights.
+    ///
+    /// Backward overwrites the cached gates with their gradients: one backward per
+    /// forward.
     pub(crate) fn backward_into(
         &self,
         x: &[f32],
@@ -512,7 +514,6 @@ impl LstmLayer {
         let (d, h) = (self.input_width, self.spec.units);
         let (t, b) = (cache.t, cache.b);
         let (h4, bh) = (4 * h, b * h);
-        resize(&mut cache.dgates, t * b * h4);
         resize(&mut cache.dh, bh);
         resize(&mut cache.dc, bh);
         if let Some((dh_t, dc_t)) = d_final {
@@ -530,15 +531,14 @@ impl LstmLayer {
                     *a += g;
                 }
             }
-            let dz = &mut cache.dgates[step * b * h4..(step + 1) * b * h4];
+            // The gates of this step become dZ[t] in place.
             gates::backward_step(
                 StepBackward {
-                    gates: &cache.gates[step * b * h4..(step + 1) * b * h4],
+                    gates: &mut cache.gates[step * b * h4..(step + 1) * b * h4],
                     c_prev: &cache.cs[step * bh..(step + 1) * bh],
                     phi_c: &cache.phi_c[step * bh..(step + 1) * bh],
                     dh: &cache.dh,
                     dc: &mut cache.dc,
-                    dgates: dz,
                 },
                 h,
                 self.spec.recurrent_activation,
@@ -553,7 +553,7 @@ impl LstmLayer {
                 h,
                 h4,
                 1.0,
-                &cache.dgates[step * b * h4..(step + 1) * b * h4],
+                &cache.gates[step * b * h4..(step + 1) * b * h4],
                 h4,
                 &self.recurrent_kernel,
                 h4,
@@ -587,7 +587,7 @@ impl LstmLayer {
             1.0,
             x,
             d,
-            &cache.dgates,
+            &cache.gates,
             h4,
             1.0,
             grad_kernel,
@@ -602,14 +602,14 @@ impl LstmLayer {
             1.0,
             h_prev,
             h,
-            &cache.dgates,
+            &cache.gates,
             h4,
             1.0,
             grad_recurrent_kernel,
             h4,
         );
         if self.spec.use_bias {
-            for row in cache.dgates.chunks_exact(h4) {
+            for row in cache.gates.chunks_exact(h4) {
                 for (g, v) in grad_bias.iter_mut().zip(row) {
                     *g += v;
                 }
@@ -624,7 +624,7 @@ impl LstmLayer {
                 d,
                 h4,
                 1.0,
-                &cache.dgates,
+                &cache.gates,
                 h4,
                 &self.kernel,
                 h4,
