@@ -568,6 +568,20 @@ impl Layer {
     }
 }
 
+/// The output of layer `i` in the last forward (time-major): an LSTM returning sequences
+/// leaves it in its cache (`h` of every step, no copy), every other layer in `outs[i]`.
+fn layer_output<'a>(
+    layers: &[Layer],
+    outs: &'a [Vec<f32>],
+    lstm: &'a [LstmCache],
+    i: usize,
+) -> &'a [f32] {
+    match &layers[i] {
+        Layer::Lstm(l) if l.spec.return_sequences => lstm[i].outputs(),
+        _ => &outs[i],
+    }
+}
+
 /// One layer's weight gradients, moved out of the layer while backward accumulates into
 /// them (so that batch halves can run backward at once on the shared weights).
 #[derive(Debug, Clone, Default)]
@@ -614,6 +628,8 @@ pub struct Workspace {
     x: Vec<f32>,
     outs: Vec<Vec<f32>>,
     lstm: Vec<LstmCache>,
+    /// d loss / d output of the last layer (time-major).
+    dy: Vec<f32>,
     grad_a: Vec<f32>,
     grad_b: Vec<f32>,
     scratch: Vec<f32>,
@@ -864,7 +880,12 @@ impl Model {
         let mut seq = true;
         for (i, layer) in self.layers.iter().enumerate() {
             let (before, rest) = ws.outs.split_at_mut(i);
-            let input: &[f32] = if i == 0 { &ws.x } else { &before[i - 1] };
+            let (caches_before, caches_rest) = ws.lstm.split_at_mut(i);
+            let input: &[f32] = if i == 0 {
+                &ws.x
+            } else {
+                layer_output(&self.layers, before, caches_before, i - 1)
+            };
             let out = &mut rest[0];
             match layer {
                 Layer::Lstm(l) => {
@@ -872,7 +893,15 @@ impl Model {
                         .get(i)
                         .and_then(|s| s.as_ref())
                         .map(|(h, c)| (h.as_slice(), c.as_slice()));
-                    l.forward(input, t, b, st, &mut ws.lstm[i], out);
+                    if l.spec.return_sequences {
+                        // The output stays in the cache (`layer_output`).
+                        l.forward_cached(input, t, b, st, &mut caches_rest[0]);
+                        if out.capacity() > 0 {
+                            *out = Vec::new();
+                        }
+                    } else {
+                        l.forward(input, t, b, st, &mut caches_rest[0], out);
+                    }
                     seq = l.spec.return_sequences;
                 }
                 Layer::Dense(d) => {
@@ -924,7 +953,7 @@ impl Model {
     fn output_array(&self, ws: &Workspace) -> ArrayD<f32> {
         let (t, b) = (ws.t, ws.b);
         let s = self.output_shape();
-        let out = &ws.outs[self.layers.len() - 1];
+        let out = layer_output(&self.layers, &ws.outs, &ws.lstm, self.layers.len() - 1);
         if s.seq {
             to_batch_major(out, t, b, s.width).into_dyn()
         } else {
@@ -1039,17 +1068,17 @@ impl Model {
             });
         }
         let mut ws = std::mem::take(&mut self.ws);
-        ws.grad_a.clear();
+        ws.dy.clear();
         if s.seq {
             for step in 0..t {
                 for i in 0..b {
                     for k in 0..s.width {
-                        ws.grad_a.push(dy[[i, step, k]]);
+                        ws.dy.push(dy[[i, step, k]]);
                     }
                 }
             }
         } else {
-            ws.grad_a.extend(dy.iter().copied());
+            ws.dy.extend(dy.iter().copied());
         }
         self.backward_ws(&mut ws, true);
         let dx = to_batch_major(&ws.grad_a, t, b, self.features);
@@ -1057,34 +1086,50 @@ impl Model {
         Ok(dx)
     }
 
-    /// Backward over the layers; `ws.grad_a` holds d output in, and d input out when
+    /// Backward over the layers; `ws.dy` holds d output in, `ws.grad_a` d input out when
     /// `input_grad` (otherwise the first layer skips its `dX` GEMM).
     fn backward_ws(&mut self, ws: &mut Workspace, input_grad: bool) {
         let mut grads: Vec<LayerGrads> = self.layers.iter_mut().map(Layer::take_grads).collect();
-        self.backward_layers(ws, input_grad, &mut grads);
+        self.backward_layers(ws, input_grad, &mut grads, 0);
         for (l, g) in self.layers.iter_mut().zip(grads) {
             l.put_grads(g);
         }
     }
 
-    /// [`backward_ws`](Self::backward_ws) accumulating the weight gradients into `grads`
-    /// (one entry per layer, sized like the weights).
-    fn backward_layers(&self, ws: &mut Workspace, input_grad: bool, grads: &mut [LayerGrads]) {
+    /// [`backward_ws`](Self::backward_ws) over layers `down_to..`, accumulating the weight
+    /// gradients into `grads` (one entry per layer, sized like the weights). With
+    /// `down_to > 0`, `ws.grad_a` is left holding d output of layer `down_to - 1`.
+    fn backward_layers(
+        &self,
+        ws: &mut Workspace,
+        input_grad: bool,
+        grads: &mut [LayerGrads],
+        down_to: usize,
+    ) {
         debug_assert!(ws.fresh, "backward without a forward");
         ws.fresh = false;
-        for i in (0..self.layers.len()).rev() {
-            let input: &[f32] = if i == 0 { &ws.x } else { &ws.outs[i - 1] };
+        let last = self.layers.len() - 1;
+        for i in (down_to..self.layers.len()).rev() {
+            let (caches_before, caches_rest) = ws.lstm.split_at_mut(i);
+            let input: &[f32] = if i == 0 {
+                &ws.x
+            } else {
+                layer_output(&self.layers, &ws.outs, caches_before, i - 1)
+            };
             let want_dx = i > 0 || input_grad;
             let dx = want_dx.then_some(&mut ws.grad_b);
+            // The loss gradient has its own buffer, so the ping-pong buffers stay the size
+            // of the layers below (a 10,000-wide softmax head does not grow them).
+            let dy: &[f32] = if i == last { &ws.dy } else { &ws.grad_a };
             match (&self.layers[i], &mut grads[i]) {
                 (Layer::Lstm(l), LayerGrads::Lstm(g)) => {
-                    l.backward_into(input, &ws.grad_a, None, &mut ws.lstm[i], dx, g);
+                    l.backward_into(input, dy, None, &mut caches_rest[0], dx, g);
                 }
                 (Layer::Dense(d), LayerGrads::Dense(g)) => {
-                    d.backward_into(input, &ws.outs[i], &ws.grad_a, &mut ws.scratch, dx, g);
+                    d.backward_into(input, &ws.outs[i], dy, &mut ws.scratch, dx, g);
                 }
                 (Layer::Embedding(e), LayerGrads::Embedding(g)) => {
-                    e.backward_into(input, &ws.grad_a, g);
+                    e.backward_into(input, dy, g);
                     if let Some(dx) = dx {
                         // Token ids are not differentiable: their gradient is zero.
                         dx.clear();
@@ -1096,9 +1141,9 @@ impl Model {
                         dx.clear();
                         let m = &ws.masks[i];
                         if m.is_empty() {
-                            dx.extend_from_slice(&ws.grad_a);
+                            dx.extend_from_slice(dy);
                         } else {
-                            dx.extend(ws.grad_a.iter().zip(m).map(|(g, k)| g * k));
+                            dx.extend(dy.iter().zip(m).map(|(g, k)| g * k));
                         }
                     }
                 }
@@ -1197,8 +1242,7 @@ impl Model {
         Ok(())
     }
 
-    /// The loss of the output in `ws`; leaves d loss / d output (time-major) in
-    /// `ws.grad_a`.
+    /// The loss of the output in `ws`; leaves d loss / d output (time-major) in `ws.dy`.
     pub(crate) fn loss_of_output(
         &self,
         ws: &mut Workspace,
@@ -1213,7 +1257,7 @@ impl Model {
 
     /// The un-normalised loss of the output in `ws`, part of a batch with `total_rows`
     /// output rows (see [`Loss::compute_sum`]); leaves d loss / d output (time-major) in
-    /// `ws.grad_a`.
+    /// `ws.dy`.
     fn loss_sum_of_output(
         &self,
         ws: &mut Workspace,
@@ -1239,19 +1283,24 @@ impl Model {
         } else {
             tgt.extend(target.iter().copied());
         }
-        let out = &ws.outs[self.layers.len() - 1];
-        let value = loss.compute_sum(out, &tgt, s.width, &mut ws.grad_a, total_rows);
+        let out = layer_output(&self.layers, &ws.outs, &ws.lstm, self.layers.len() - 1);
+        let value = loss.compute_sum(out, &tgt, s.width, &mut ws.dy, total_rows);
         ws.target = tgt;
         value
     }
 
     /// The output (time-major, `[rows, width]`) and target of the last loss step: one
     /// pair, or one per batch half when the step was split.
-    pub(crate) fn last_output_and_target(&self) -> Vec<(&[f32], &[f32])> {
-        fn part(ws: &Workspace) -> (&[f32], &[f32]) {
-            let out = ws.outs.last().map_or(&[][..], Vec::as_slice);
+    pub(crate) fn last_output_and_target<'a>(&'a self) -> Vec<(&'a [f32], &'a [f32])> {
+        let part = |ws: &'a Workspace| -> (&'a [f32], &'a [f32]) {
+            let n = self.layers.len();
+            let out = if ws.outs.len() == n && ws.lstm.len() == n {
+                layer_output(&self.layers, &ws.outs, &ws.lstm, n - 1)
+            } else {
+                &[][..]
+            };
             (out, ws.target.as_slice())
-        }
+        };
         if self.ws.split {
             self.ws.halves.iter().map(part).collect()
         } else {

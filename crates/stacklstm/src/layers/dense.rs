@@ -190,7 +190,7 @@ impl DenseLayer {
     }
 
     /// Backward of `forward`: `y` is the cached output, `dy` its gradient. `dz` is
-    /// scratch. Accumulates weight gradients and writes `dx [N, D]` when asked.
+    /// scratch (unused for a linear layer). Accumulates weight gradients and writes `dx [N, D]` when asked.
     #[cfg(test)]
     pub(crate) fn backward(
         &mut self,
@@ -215,31 +215,36 @@ impl DenseLayer {
         x: &[f32],
         y: &[f32],
         dy: &[f32],
-        dz: &mut Vec<f32>,
+        scratch: &mut Vec<f32>,
         dx: Option<&mut Vec<f32>>,
         grads: &mut [Vec<f32>; 2],
     ) {
         let [grad_kernel, grad_bias] = grads;
         let (d, u) = (self.input_width, self.spec.units);
         let n = y.len() / u;
-        dz.clear();
-        dz.extend_from_slice(dy);
-        match self.spec.activation {
-            Activation::Linear => {}
-            Activation::Softmax => {
-                for (dzr, yr) in dz.chunks_exact_mut(u).zip(y.chunks_exact(u)) {
-                    let s: f32 = dzr.iter().zip(yr).map(|(g, p)| g * p).sum();
-                    for (g, p) in dzr.iter_mut().zip(yr) {
-                        *g = p * (*g - s);
+        // dz: dy itself for a linear layer (no copy), else `scratch` holds it.
+        let dz: &[f32] = if self.spec.activation == Activation::Linear {
+            dy
+        } else {
+            scratch.clear();
+            scratch.extend_from_slice(dy);
+            match self.spec.activation {
+                Activation::Softmax => {
+                    for (dzr, yr) in scratch.chunks_exact_mut(u).zip(y.chunks_exact(u)) {
+                        let s: f32 = dzr.iter().zip(yr).map(|(g, p)| g * p).sum();
+                        for (g, p) in dzr.iter_mut().zip(yr) {
+                            *g = p * (*g - s);
+                        }
+                    }
+                }
+                a => {
+                    for (g, yv) in scratch.iter_mut().zip(y) {
+                        *g *= a.grad_from_output(*yv);
                     }
                 }
             }
-            a => {
-                for (g, yv) in dz.iter_mut().zip(y) {
-                    *g *= a.grad_from_output(*yv);
-                }
-            }
-        }
+            scratch
+        };
         sgemm(
             Trans::Yes,
             Trans::No,

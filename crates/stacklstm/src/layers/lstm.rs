@@ -262,6 +262,12 @@ impl LstmCache {
         let n = self.b * units;
         &self.hs[self.t * n..(self.t + 1) * n]
     }
+    /// `[T, B, H]`: `h` of every step of the last forward (the output with
+    /// `return_sequences`).
+    pub(crate) fn outputs(&self) -> &[f32] {
+        let n = self.hs.len() / (self.t + 1);
+        &self.hs[n..]
+    }
     /// Final cell state `[B, H]` of the last forward.
     pub(crate) fn c_last(&self, units: usize) -> &[f32] {
         let n = self.b * units;
@@ -359,6 +365,26 @@ impl LstmLayer {
         state: Option<(&[f32], &[f32])>,
         cache: &mut LstmCache,
         out: &mut Vec<f32>,
+    ) {
+        self.forward_cached(x, t, b, state, cache);
+        out.clear();
+        if self.spec.return_sequences {
+            out.extend_from_slice(cache.outputs());
+        } else {
+            out.extend_from_slice(cache.h_last(self.spec.units));
+        }
+    }
+
+    /// [`forward`](Self::forward) leaving the output in the cache only (see
+    /// [`LstmCache::outputs`] and [`LstmCache::h_last`]): a stack reads the next layer's
+    /// input from there instead of a copy.
+    pub(crate) fn forward_cached(
+        &self,
+        x: &[f32],
+        t: usize,
+        b: usize,
+        state: Option<(&[f32], &[f32])>,
+        cache: &mut LstmCache,
     ) {
         let (d, h) = (self.input_width, self.spec.units);
         let (h4, bh) = (4 * h, b * h);
@@ -462,13 +488,6 @@ impl LstmLayer {
                 self.spec.recurrent_activation,
                 self.spec.activation,
             );
-        }
-        if self.spec.return_sequences {
-            out.clear();
-            out.extend_from_slice(&cache.hs[bh..]);
-        } else {
-            out.clear();
-            out.extend_from_slice(&cache.hs[t * bh..]);
         }
     }
 

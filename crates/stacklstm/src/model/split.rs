@@ -168,13 +168,21 @@ impl Model {
             ws.halves[k] = h;
         }
         // Half 0 accumulates into the layers' own gradients, half 1 into `half_grads`.
+        // An Embedding input layer runs its backward (a scatter-add into its table) after
+        // the halves, one after the other into the same gradient: no second copy of a
+        // vocabulary-sized table.
+        let first_trained = usize::from(matches!(self.layers.first(), Some(Layer::Embedding(_))));
         let mut g0: Vec<LayerGrads> = Vec::new();
         let mut g1 = std::mem::take(&mut ws.half_grads);
         if backward {
             self.zero_grad();
             g0 = self.layers.iter_mut().map(Layer::take_grads).collect();
             g1.resize_with(g0.len(), LayerGrads::default);
-            for (a, z) in g1.iter_mut().zip(&mut g0) {
+            for (i, (a, z)) in g1.iter_mut().zip(&mut g0).enumerate() {
+                if i < first_trained {
+                    *a = LayerGrads::None;
+                    continue;
+                }
                 if std::mem::discriminant(a) != std::mem::discriminant(z) {
                     *a = z.clone();
                 }
@@ -195,7 +203,7 @@ impl Model {
                 let tgt = target.slice_axis(Axis(0), Slice::from(lo..hi));
                 let sum = this.loss_sum_of_output(w, tgt, loss, total_rows)?;
                 if backward {
-                    this.backward_layers(w, false, g);
+                    this.backward_layers(w, false, g, first_trained);
                 }
                 Ok(sum)
             })
@@ -205,6 +213,15 @@ impl Model {
             || run(0, &mut w0[0], &mut g0),
             || run(1, &mut w1[0], &mut g1),
         );
+        if backward && first_trained == 1 && r0.is_ok() && r1.is_ok() {
+            if let (Some(Layer::Embedding(e)), Some(LayerGrads::Embedding(g))) =
+                (self.layers.first(), g0.first_mut())
+            {
+                for h in &ws.halves {
+                    e.backward_into(&h.x, &h.grad_a, g);
+                }
+            }
+        }
         if backward {
             for ((l, mut a), z) in self.layers.iter_mut().zip(g0).zip(&mut g1) {
                 for (dst, src) in a.buffers_mut().into_iter().zip(z.buffers_mut()) {
