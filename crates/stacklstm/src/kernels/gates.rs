@@ -4,7 +4,8 @@
 //! i, f, c, o ([`GATE_I`] ...). With `σ` the recurrent activation and `φ` the activation:
 //!
 //! ```text
-//! forward:   i = σ(z_i)  f = σ(z_f)  g = φ(z_c)  o = σ(z_o)
+//! forward:   z = x·W + h_prev·U + b          (the products before this pass, b here)
+//!            i = σ(z_i)  f = σ(z_f)  g = φ(z_c)  o = σ(z_o)
 //!            c = f ⊙ c_prev + i ⊙ g        h = o ⊙ φ(c)
 //! backward:  dc  += dh ⊙ o ⊙ φ'(φ(c))                 (dc arrives from step t+1)
 //!            dz_o = dh ⊙ φ(c) ⊙ σ'(o)      dz_i = dc ⊙ g ⊙ σ'(i)
@@ -32,8 +33,11 @@ pub const GATE_O: usize = 3;
 
 /// Buffers of one forward step. Shapes in comments.
 pub struct StepForward<'a> {
-    /// `[B, 4H]`: pre-activations in, post-activations (i, f, g, o) out.
+    /// `[B, 4H]`: pre-activations without the bias in, post-activations (i, f, g, o) out.
     pub gates: &'a mut [f32],
+    /// `[4H]`: the bias, added to every row first (`z = x·W + h·U + b`, Keras' order);
+    /// empty for none.
+    pub bias: &'a [f32],
     /// `[B, H]`: cell state of the previous step.
     pub c_prev: &'a [f32],
     /// `[B, H]`: new cell state.
@@ -165,6 +169,7 @@ fn store(s: &mut [f32], k: usize, v: &[f32; LANES]) {
 #[allow(clippy::too_many_arguments)]
 fn forward_row<R: Fn(f32) -> f32, P: Fn(f32) -> f32>(
     row: &mut [f32],
+    bias: &[f32],
     cp: &[f32],
     c: &mut [f32],
     pc: &mut [f32],
@@ -176,8 +181,21 @@ fn forward_row<R: Fn(f32) -> f32, P: Fn(f32) -> f32>(
     let (zi, rest) = row.split_at_mut(units);
     let (zf, rest) = rest.split_at_mut(units);
     let (zc, zo) = rest.split_at_mut(units);
+    let bias_of = |g: usize, k: usize| {
+        if bias.is_empty() {
+            [0.0; LANES]
+        } else {
+            load(&bias[g * units..(g + 1) * units], k)
+        }
+    };
     for k in (0..units).step_by(LANES) {
         let (mut bi, mut bf, mut bc, mut bo) = (load(zi, k), load(zf, k), load(zc, k), load(zo, k));
+        for (g, blk) in [&mut bi, &mut bf, &mut bc, &mut bo].into_iter().enumerate() {
+            let b = bias_of(g, k);
+            for (z, b) in blk.iter_mut().zip(b) {
+                *z += b;
+            }
+        }
         let bcp = load(cp, k);
         let (mut bcn, mut bpc, mut bh) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
         for j in 0..LANES {
@@ -218,7 +236,7 @@ fn forward_body<R: Fn(f32) -> f32, P: Fn(f32) -> f32>(
     let pcs = s.phi_c.chunks_exact_mut(units);
     let hs = s.h.chunks_exact_mut(units);
     for ((((row, cp), c), pc), h) in rows.zip(cps).zip(cs).zip(pcs).zip(hs) {
-        forward_row(row, cp, c, pc, h, units, &ra, &act);
+        forward_row(row, s.bias, cp, c, pc, h, units, &ra, &act);
     }
 }
 
@@ -420,6 +438,7 @@ mod tests {
         forward_step(
             StepForward {
                 gates: &mut gates,
+                bias: &[],
                 c_prev: &cp,
                 c: &mut c,
                 phi_c: &mut pc,
@@ -450,6 +469,7 @@ mod tests {
             let (mut c, mut pc, mut h) = (vec![0.0; b * u], vec![0.0; b * u], vec![0.0; b * u]);
             let s = StepForward {
                 gates: &mut gates,
+                bias: &[],
                 c_prev: &cp,
                 c: &mut c,
                 phi_c: &mut pc,

@@ -423,13 +423,8 @@ impl LstmLayer {
         if rec_drop {
             resize(&mut cache.hm, t * bh);
         }
-        // Z = X · kernel (+ bias): the input projection of every timestep in one GEMM.
-        if self.spec.use_bias {
-            for row in cache.gates.chunks_exact_mut(h4) {
-                row.copy_from_slice(&self.bias);
-            }
-        }
-        let beta = if self.spec.use_bias { 1.0 } else { 0.0 };
+        // Z = X · kernel: the input projection of every timestep in one GEMM (the bias is
+        // added in the gate pass, after the recurrent product, as Keras orders the sum).
         sgemm(
             Trans::No,
             Trans::No,
@@ -441,7 +436,7 @@ impl LstmLayer {
             d,
             &self.kernel,
             h4,
-            beta,
+            0.0,
             &mut cache.gates,
             h4,
         );
@@ -479,6 +474,7 @@ impl LstmLayer {
             gates::forward_step(
                 StepForward {
                     gates: z,
+                    bias: if self.spec.use_bias { &self.bias } else { &[] },
                     c_prev: &c_prev[step * bh..],
                     c: &mut c_next[..bh],
                     phi_c: &mut cache.phi_c[step * bh..(step + 1) * bh],
