@@ -301,6 +301,7 @@ impl Sequential {
             layers,
             shapes,
             ws: Workspace::default(),
+            predict_ws: PredictBuffers::default(),
             compiled: None,
             rng: Rng::new(self.seed ^ 0x5EED_D20F_0A1E_0001),
             states: vec![None; n],
@@ -648,6 +649,21 @@ pub struct Workspace {
     half_grads: Vec<LayerGrads>,
 }
 
+/// The buffers [`Model::predict`] keeps between calls (behind a lock, since `predict`
+/// takes `&self`; a clone of the model starts with none).
+#[derive(Debug, Default)]
+struct PredictBuffers(std::sync::Mutex<Workspace>);
+
+impl Clone for PredictBuffers {
+    fn clone(&self) -> Self {
+        PredictBuffers::default()
+    }
+}
+
+/// Batches of up to this many `timesteps x samples` rows keep their buffers for the next
+/// `predict` (a one-off huge batch does not pin its memory to the model).
+const PREDICT_KEEP_ROWS: usize = 1 << 16;
+
 /// A built model: layers with weights, ready for predict and training.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -657,6 +673,8 @@ pub struct Model {
     layers: Vec<Layer>,
     shapes: Vec<OutShape>,
     pub(crate) ws: Workspace,
+    /// Buffers `predict` reuses from call to call.
+    predict_ws: PredictBuffers,
     /// Loss and optimizer, once compiled.
     pub(crate) compiled: Option<crate::train::Compiled>,
     /// Training randomness (dropout masks).
@@ -983,8 +1001,14 @@ impl Model {
     /// [`Error::InvalidInput`] for a NaN or infinite value (with its position) or a token id
     /// outside the vocabulary.
     pub fn predict(&self, x: &Array3<f32>) -> Result<ArrayD<f32>> {
-        let mut ws = Workspace::default();
-        self.predict_with(x.view(), &mut ws)
+        let (b, t, _) = x.dim();
+        // Reuse the buffers of the last call unless another thread is predicting with them.
+        if b * t <= PREDICT_KEEP_ROWS {
+            if let Ok(mut ws) = self.predict_ws.0.try_lock() {
+                return self.predict_with(x.view(), &mut ws);
+            }
+        }
+        self.predict_with(x.view(), &mut Workspace::default())
     }
 
     /// [`predict`](Self::predict) reusing the buffers of `ws` (no allocation once warm).
@@ -1582,6 +1606,32 @@ mod tests {
                 m2.set_weights(&ws2).unwrap();
                 eval(&mut m2, &x)
             });
+        }
+    }
+
+    #[test]
+    fn predict_reuses_its_buffers_without_changing_results() {
+        let m = Sequential::new()
+            .input_features(3)
+            .add(Lstm::new(40).return_sequences(true))
+            .add(Lstm::new(40))
+            .add(Dense::new(2))
+            .seed(4)
+            .build()
+            .unwrap();
+        let mut rng = Rng::new(1);
+        let mut x = |b, t| Array3::from_shape_fn((b, t, 3), |_| rng.uniform(-1.0, 1.0) as f32);
+        let (big, small, long) = (x(40, 30), x(1, 5), x(3, 50));
+        let fresh: Vec<_> = [&big, &small, &long]
+            .iter()
+            .map(|x| m.predict_with(x.view(), &mut Workspace::default()).unwrap())
+            .collect();
+        // Any order of calls through the kept buffers gives the fresh results, bit for bit.
+        for order in [[0, 1, 2], [2, 0, 1], [1, 2, 0], [0, 0, 1]] {
+            for k in order {
+                let x = [&big, &small, &long][k];
+                assert_eq!(m.predict(x).unwrap(), fresh[k], "input {k}");
+            }
         }
     }
 
