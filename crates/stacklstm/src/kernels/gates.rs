@@ -95,6 +95,9 @@ fn level() -> Level {
 /// `LANES` units) runs through the same scalar expressions.
 const LANES: usize = 16;
 
+/// Remainders of up to this many units (after the full blocks) run unit by unit.
+const SCALAR_TAIL: usize = 4;
+
 /// `&mut s[k..k + LANES]` as an array (the length check is the only bounds check per block).
 #[inline(always)]
 fn block_mut(s: &mut [f32], k: usize) -> &mut [f32; LANES] {
@@ -181,19 +184,48 @@ fn forward_row<R: Fn(f32) -> f32, P: Fn(f32) -> f32>(
     let (zi, rest) = row.split_at_mut(units);
     let (zf, rest) = rest.split_at_mut(units);
     let (zc, zo) = rest.split_at_mut(units);
-    let bias_of = |g: usize, k: usize| {
-        if bias.is_empty() {
-            [0.0; LANES]
-        } else {
-            load(&bias[g * units..(g + 1) * units], k)
-        }
+    let (bias_i, bias_f, bias_c, bias_o) = if bias.is_empty() {
+        (&[][..], &[][..], &[][..], &[][..])
+    } else {
+        let (i, rest) = bias.split_at(units);
+        let (f, rest) = rest.split_at(units);
+        let (c, o) = rest.split_at(units);
+        (i, f, c, o)
     };
-    for k in (0..units).step_by(LANES) {
+    // A short remainder (up to `SCALAR_TAIL` units) runs unit by unit: cheaper than a
+    // padded block's partial loads and stores.
+    let vector_end = if units % LANES <= SCALAR_TAIL {
+        units - units % LANES
+    } else {
+        units
+    };
+    for k in vector_end..units {
+        let b = |g: &[f32]| if g.is_empty() { 0.0 } else { g[k] };
+        let (mut i, mut f, mut g, mut o) = (
+            zi[k] + b(bias_i),
+            zf[k] + b(bias_f),
+            zc[k] + b(bias_c),
+            zo[k] + b(bias_o),
+        );
+        forward_unit(
+            &mut i, &mut f, &mut g, &mut o, cp[k], &mut c[k], &mut pc[k], &mut h[k], ra, act,
+        );
+        (zi[k], zf[k], zc[k], zo[k]) = (i, f, g, o);
+    }
+    for k in (0..vector_end).step_by(LANES) {
         let (mut bi, mut bf, mut bc, mut bo) = (load(zi, k), load(zf, k), load(zc, k), load(zo, k));
-        for (g, blk) in [&mut bi, &mut bf, &mut bc, &mut bo].into_iter().enumerate() {
-            let b = bias_of(g, k);
-            for (z, b) in blk.iter_mut().zip(b) {
-                *z += b;
+        if !bias.is_empty() {
+            let (b_i, b_f, b_c, b_o) = (
+                load(bias_i, k),
+                load(bias_f, k),
+                load(bias_c, k),
+                load(bias_o, k),
+            );
+            for j in 0..LANES {
+                bi[j] += b_i[j];
+                bf[j] += b_f[j];
+                bc[j] += b_c[j];
+                bo[j] += b_o[j];
             }
         }
         let bcp = load(cp, k);
@@ -284,7 +316,21 @@ fn backward_body<R: Fn(f32) -> f32, P: Fn(f32) -> f32>(
         let (dcc, dout) = rest.split_at_mut(units);
         // Local arrays per block, as in `forward_row`: a block's gates are all read before
         // its gradients are stored over them.
-        for k in (0..units).step_by(LANES) {
+        let vector_end = if units % LANES <= SCALAR_TAIL {
+            units - units % LANES
+        } else {
+            units
+        };
+        for k in vector_end..units {
+            let gate = [di[k], df[k], dcc[k], dout[k]];
+            let (mut a, mut b, mut c, mut d) = (0.0, 0.0, 0.0, 0.0);
+            backward_unit(
+                gate, cp[k], pc[k], dh[k], &mut dc[k], &mut a, &mut b, &mut c, &mut d, &ra_grad,
+                &act_grad,
+            );
+            (di[k], df[k], dcc[k], dout[k]) = (a, b, c, d);
+        }
+        for k in (0..vector_end).step_by(LANES) {
             let (bgi, bgf, bgc, bgo) = (load(di, k), load(df, k), load(dcc, k), load(dout, k));
             let (bcp, bpc, bdh) = (load(cp, k), load(pc, k), load(dh, k));
             let mut bdc = load(dc, k);
