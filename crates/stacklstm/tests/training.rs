@@ -356,6 +356,30 @@ fn resuming_from_epoch_state_is_exact() {
 }
 
 #[test]
+fn an_overflowing_update_is_refused_and_leaves_the_weights_untouched() {
+    let (x, y) = sine_data(64, 20);
+    let y = y.mapv(|v| v * 1e30 + 1e30);
+    let mut m = sine_model(3);
+    // Finite loss (summed in f64) and gradients (~1e29), but w - lr * g overflows f32.
+    m.compile(Loss::Mse, Sgd::new(1e12)).unwrap();
+    let before = m.get_weights();
+    let err = m
+        .train_on_batch(x.view(), y.view())
+        .expect_err("the update must overflow");
+    assert!(matches!(err, Error::Diverged { .. }), "{err}");
+    assert!(err.to_string().contains("overflowed"), "{err}");
+    assert_eq!(m.get_weights(), before, "no weight may change");
+    // With a sane learning rate, training goes on from the same weights.
+    m.compile(Loss::Mse, Sgd::new(1e-40)).unwrap();
+    m.train_on_batch(x.view(), y.view()).unwrap();
+    assert_ne!(m.get_weights(), before);
+    assert!(m
+        .get_weights()
+        .iter()
+        .all(|w| w.iter().all(|v| v.is_finite())));
+}
+
+#[test]
 fn divergence_stops_with_epoch_and_step_and_keeps_finite_weights() {
     let (x, y) = sine_data(64, 20);
     let mut m = sine_model(3);

@@ -471,32 +471,52 @@ impl Optimizer {
         }
     }
 
-    /// Applies one update to every parameter from its gradient.
+    /// Applies one update to every parameter from its gradient. The gradient buffers are
+    /// used as scratch: afterwards they hold the new weights.
     ///
     /// # Errors
     /// [`Error::State`] if the parameters do not match the optimizer's state.
     pub fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
+        self.step_staged(params)?;
+        for p in params.iter_mut() {
+            p.value.copy_from_slice(p.grad);
+        }
+        Ok(())
+    }
+
+    /// One update that leaves the weights as they are and writes the new weights into the
+    /// gradient buffers (the optimizer's state does advance). Training checks them there
+    /// and copies them over only if every one is finite: a rollback with no copy of the
+    /// weights kept aside.
+    ///
+    /// Each new weight is computed with exactly the arithmetic of an in-place update
+    /// (Keras' equations, in f32).
+    pub(crate) fn step_staged(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
         self.ensure_slots(params)?;
         self.clip(params);
         let lr = self.current_learning_rate();
         let t = (self.iterations + 1) as f32;
         for (p, slots) in params.iter_mut().zip(self.slots.iter_mut()) {
-            let (w, g) = (&mut *p.value, &*p.grad);
+            // `out` holds the gradient on entry and the new weight on exit, element by
+            // element (each gradient is read before its slot is written).
+            let (w, out) = (&*p.value, &mut *p.grad);
             match self.config.kind {
                 Kind::Sgd { momentum, nesterov } => {
                     if momentum == 0.0 {
-                        for (w, g) in w.iter_mut().zip(g) {
-                            *w -= g * lr;
+                        for (&w, o) in w.iter().zip(out.iter_mut()) {
+                            let g = *o;
+                            *o = w - g * lr;
                         }
                     } else {
                         let m = &mut slots[0];
-                        for ((w, g), m) in w.iter_mut().zip(g).zip(m.iter_mut()) {
+                        for ((&w, o), m) in w.iter().zip(out.iter_mut()).zip(m.iter_mut()) {
+                            let g = *o;
                             *m = *m * momentum - g * lr;
-                            if nesterov {
-                                *w += *m * momentum - g * lr;
+                            *o = if nesterov {
+                                w + (*m * momentum - g * lr)
                             } else {
-                                *w += *m;
-                            }
+                                w + *m
+                            };
                         }
                     }
                 }
@@ -504,18 +524,23 @@ impl Optimizer {
                     beta_1,
                     beta_2,
                     epsilon,
-                } => adam(w, g, slots, lr, t, beta_1, beta_2, epsilon),
+                } => adam(w, out, slots, lr, t, beta_1, beta_2, epsilon, None),
                 Kind::AdamW {
                     beta_1,
                     beta_2,
                     epsilon,
                     weight_decay,
-                } => {
-                    for w in w.iter_mut() {
-                        *w -= *w * weight_decay * lr;
-                    }
-                    adam(w, g, slots, lr, t, beta_1, beta_2, epsilon);
-                }
+                } => adam(
+                    w,
+                    out,
+                    slots,
+                    lr,
+                    t,
+                    beta_1,
+                    beta_2,
+                    epsilon,
+                    Some(weight_decay),
+                ),
                 Kind::RmsProp {
                     rho,
                     momentum,
@@ -536,26 +561,28 @@ impl Optimizer {
                     let mut mom = mom;
                     let mut avg = avg;
                     for i in 0..w.len() {
-                        v[i] = rho * v[i] + (1.0 - rho) * g[i] * g[i];
+                        let g = out[i];
+                        v[i] = rho * v[i] + (1.0 - rho) * g * g;
                         let mut denom = v[i];
                         if let Some(a) = avg.as_deref_mut() {
-                            a[i] = rho * a[i] + (1.0 - rho) * g[i];
+                            a[i] = rho * a[i] + (1.0 - rho) * g;
                             denom -= a[i] * a[i];
                         }
-                        let inc = lr * g[i] / (denom + epsilon).sqrt();
+                        let inc = lr * g / (denom + epsilon).sqrt();
                         if let Some(m) = mom.as_deref_mut() {
                             m[i] = momentum * m[i] + inc;
-                            w[i] -= m[i];
+                            out[i] = w[i] - m[i];
                         } else {
-                            w[i] -= inc;
+                            out[i] = w[i] - inc;
                         }
                     }
                 }
                 Kind::Adagrad { epsilon, .. } => {
                     let acc = &mut slots[0];
-                    for ((w, g), a) in w.iter_mut().zip(g).zip(acc.iter_mut()) {
+                    for ((&w, o), a) in w.iter().zip(out.iter_mut()).zip(acc.iter_mut()) {
+                        let g = *o;
                         *a += g * g;
-                        *w -= lr * g / (*a + epsilon).sqrt();
+                        *o = w - lr * g / (*a + epsilon).sqrt();
                     }
                 }
             }
@@ -565,16 +592,19 @@ impl Optimizer {
     }
 }
 
+/// Adam (with `weight_decay`: AdamW, the decay applied first, as Keras does); `out` holds
+/// the gradient in and the new weight out.
 #[allow(clippy::too_many_arguments)]
 fn adam(
-    w: &mut [f32],
-    g: &[f32],
+    w: &[f32],
+    out: &mut [f32],
     slots: &mut [Vec<f32>],
     lr: f32,
     t: f32,
     b1: f32,
     b2: f32,
     eps: f32,
+    weight_decay: Option<f32>,
 ) {
     // α_t in f32, as Keras evaluates it.
     let alpha = lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
@@ -583,10 +613,29 @@ fn adam(
     let (c1, c2) = (1.0 - b1, 1.0 - b2);
     // Zipped iterators (no bounds checks) so the loop vectorises; same arithmetic, in the
     // same order, as the indexed form.
-    for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-        *m += (g - *m) * c1;
-        *v += (g * g - *v) * c2;
-        *w -= (*m * alpha) / (v.sqrt() + eps);
+    let zipped = w
+        .iter()
+        .zip(out.iter_mut())
+        .zip(m.iter_mut())
+        .zip(v.iter_mut());
+    match weight_decay {
+        None => {
+            for (((&w, o), m), v) in zipped {
+                let g = *o;
+                *m += (g - *m) * c1;
+                *v += (g * g - *v) * c2;
+                *o = w - (*m * alpha) / (v.sqrt() + eps);
+            }
+        }
+        Some(wd) => {
+            for (((&w, o), m), v) in zipped {
+                let g = *o;
+                let w = w - w * wd * lr;
+                *m += (g - *m) * c1;
+                *v += (g * g - *v) * c2;
+                *o = w - (*m * alpha) / (v.sqrt() + eps);
+            }
+        }
     }
 }
 

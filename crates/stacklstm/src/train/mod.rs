@@ -52,8 +52,6 @@ pub struct Compiled {
     pub optimizer: Optimizer,
     /// Metrics reported by `fit` and `evaluate`.
     pub metrics: Vec<Metric>,
-    /// Weights before the current update (reused buffer).
-    snapshot: Vec<f32>,
 }
 
 /// Options of [`Model::fit`], Keras names and defaults.
@@ -281,7 +279,6 @@ impl Model {
             loss,
             optimizer,
             metrics: metrics.to_vec(),
-            snapshot: Vec::new(),
         });
         Ok(())
     }
@@ -352,34 +349,25 @@ impl Model {
                 }
             }
             self.carry_states();
-            // The weights before the update, to restore if the update overflows (a copy into
-            // a buffer reused across steps: O(weights), no allocation once warm).
-            let mut snapshot = std::mem::take(&mut c.snapshot);
-            snapshot.clear();
-            for p in self.params_mut() {
-                snapshot.extend_from_slice(p.value);
-            }
+            // The update lands in the gradient buffers first; it is copied over the
+            // weights only if every new weight is finite, so an overflowing update leaves
+            // the model as it was (no copy of the weights kept aside).
             let mut params = self.params_mut();
-            c.optimizer.step(&mut params)?;
+            c.optimizer.step_staged(&mut params)?;
             let bad = params.iter().find_map(|p| {
-                p.value
+                p.grad
                     .iter()
                     .find(|v| !v.is_finite())
                     .map(|v| (p.name.clone(), *v))
             });
             if let Some((name, v)) = bad {
-                let mut off = 0;
-                for p in params.iter_mut() {
-                    let n = p.value.len();
-                    p.value.copy_from_slice(&snapshot[off..off + n]);
-                    off += n;
-                }
-                c.snapshot = snapshot;
                 return Err(diverged(format!(
                     "the update overflowed {name} to {v}; the weights before it were kept"
                 )));
             }
-            c.snapshot = snapshot;
+            for p in &mut params {
+                p.value.copy_from_slice(p.grad);
+            }
             Ok((value, x.dim().0))
         });
         self.compiled = Some(c);
