@@ -1114,7 +1114,7 @@ impl Model {
     /// `input_grad` (otherwise the first layer skips its `dX` GEMM).
     fn backward_ws(&mut self, ws: &mut Workspace, input_grad: bool) {
         let mut grads: Vec<LayerGrads> = self.layers.iter_mut().map(Layer::take_grads).collect();
-        self.backward_layers(ws, input_grad, &mut grads, 0);
+        self.backward_layers(ws, input_grad, &mut grads, 0, true);
         for (l, g) in self.layers.iter_mut().zip(grads) {
             l.put_grads(g);
         }
@@ -1122,13 +1122,16 @@ impl Model {
 
     /// [`backward_ws`](Self::backward_ws) over layers `down_to..`, accumulating the weight
     /// gradients into `grads` (one entry per layer, sized like the weights). With
-    /// `down_to > 0`, `ws.grad_a` is left holding d output of layer `down_to - 1`.
+    /// `down_to > 0`, `ws.grad_a` is left holding d output of layer `down_to - 1`. Without
+    /// `head_weights`, a Dense output layer computes only its `dz` and `dx`, and its weight
+    /// gradients are left to the caller (`DenseLayer::backward_weights`).
     fn backward_layers(
         &self,
         ws: &mut Workspace,
         input_grad: bool,
         grads: &mut [LayerGrads],
         down_to: usize,
+        head_weights: bool,
     ) {
         debug_assert!(ws.fresh, "backward without a forward");
         ws.fresh = false;
@@ -1148,6 +1151,9 @@ impl Model {
             match (&self.layers[i], &mut grads[i]) {
                 (Layer::Lstm(l), LayerGrads::Lstm(g)) => {
                     l.backward_into(input, dy, None, &mut caches_rest[0], dx, g);
+                }
+                (Layer::Dense(d), _) if i == last && !head_weights => {
+                    d.backward_data(&ws.outs[i], dy, &mut ws.scratch, dx);
                 }
                 (Layer::Dense(d), LayerGrads::Dense(g)) => {
                     d.backward_into(input, &ws.outs[i], dy, &mut ws.scratch, dx, g);

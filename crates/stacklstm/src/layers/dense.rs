@@ -219,13 +219,33 @@ impl DenseLayer {
         dx: Option<&mut Vec<f32>>,
         grads: &mut [Vec<f32>; 2],
     ) {
-        let [grad_kernel, grad_bias] = grads;
-        let (d, u) = (self.input_width, self.spec.units);
-        let n = y.len() / u;
-        // dz: dy itself for a linear layer (no copy), else `scratch` holds it.
-        let dz: &[f32] = if self.spec.activation == Activation::Linear {
+        self.backward_data(y, dy, scratch, dx);
+        let dz = self.dz(dy, scratch);
+        self.backward_weights(x, dz, grads);
+    }
+
+    /// `dz` of the last [`backward_data`](Self::backward_data): `dy` itself for a linear
+    /// layer, else `scratch`.
+    pub(crate) fn dz<'a>(&self, dy: &'a [f32], scratch: &'a [f32]) -> &'a [f32] {
+        if self.spec.activation == Activation::Linear {
             dy
         } else {
+            scratch
+        }
+    }
+
+    /// The first half of backward: `dz` (into `scratch`, unless linear: see
+    /// [`dz`](Self::dz)) and `dx` `[N, D]` when asked.
+    pub(crate) fn backward_data(
+        &self,
+        y: &[f32],
+        dy: &[f32],
+        scratch: &mut Vec<f32>,
+        dx: Option<&mut Vec<f32>>,
+    ) {
+        let (d, u) = (self.input_width, self.spec.units);
+        let n = y.len() / u;
+        if self.spec.activation != Activation::Linear {
             scratch.clear();
             scratch.extend_from_slice(dy);
             match self.spec.activation {
@@ -243,8 +263,34 @@ impl DenseLayer {
                     }
                 }
             }
-            scratch
-        };
+        }
+        let dz = self.dz(dy, scratch);
+        if let Some(dx) = dx {
+            dx.clear();
+            dx.resize(n * d, 0.0);
+            sgemm(
+                Trans::No,
+                Trans::Yes,
+                n,
+                d,
+                u,
+                1.0,
+                dz,
+                u,
+                &self.kernel,
+                u,
+                0.0,
+                dx,
+                d,
+            );
+        }
+    }
+
+    /// The second half of backward: `d kernel += xᵀ · dz`, `d bias += Σ_rows dz`.
+    pub(crate) fn backward_weights(&self, x: &[f32], dz: &[f32], grads: &mut [Vec<f32>; 2]) {
+        let [grad_kernel, grad_bias] = grads;
+        let (d, u) = (self.input_width, self.spec.units);
+        let n = dz.len() / u;
         sgemm(
             Trans::Yes,
             Trans::No,
@@ -266,25 +312,6 @@ impl DenseLayer {
                     *g += v;
                 }
             }
-        }
-        if let Some(dx) = dx {
-            dx.clear();
-            dx.resize(n * d, 0.0);
-            sgemm(
-                Trans::No,
-                Trans::Yes,
-                n,
-                d,
-                u,
-                1.0,
-                dz,
-                u,
-                &self.kernel,
-                u,
-                0.0,
-                dx,
-                d,
-            );
         }
     }
 

@@ -172,6 +172,11 @@ impl Model {
         // the halves, one after the other into the same gradient: no second copy of a
         // vocabulary-sized table.
         let first_trained = usize::from(matches!(self.layers.first(), Some(Layer::Embedding(_))));
+        // Likewise a Dense output layer: each half computes its dz and dx, and the weight
+        // gradient of both halves is summed after them (products large enough to be split
+        // over the threads there): no second copy of a vocabulary-wide head's gradient.
+        let last = self.layers.len() - 1;
+        let head_after = last > 0 && matches!(self.layers.last(), Some(Layer::Dense(_)));
         let mut g0: Vec<LayerGrads> = Vec::new();
         let mut g1 = std::mem::take(&mut ws.half_grads);
         if backward {
@@ -179,7 +184,7 @@ impl Model {
             g0 = self.layers.iter_mut().map(Layer::take_grads).collect();
             g1.resize_with(g0.len(), LayerGrads::default);
             for (i, (a, z)) in g1.iter_mut().zip(&mut g0).enumerate() {
-                if i < first_trained {
+                if i < first_trained || (head_after && i == last) {
                     *a = LayerGrads::None;
                     continue;
                 }
@@ -203,7 +208,7 @@ impl Model {
                 let tgt = target.slice_axis(Axis(0), Slice::from(lo..hi));
                 let sum = this.loss_sum_of_output(w, tgt, loss, total_rows)?;
                 if backward {
-                    this.backward_layers(w, false, g, first_trained);
+                    this.backward_layers(w, false, g, first_trained, !head_after);
                 }
                 Ok(sum)
             })
@@ -213,6 +218,16 @@ impl Model {
             || run(0, &mut w0[0], &mut g0),
             || run(1, &mut w1[0], &mut g1),
         );
+        if backward && head_after && r0.is_ok() && r1.is_ok() {
+            if let (Some(Layer::Dense(d)), Some(LayerGrads::Dense(g))) =
+                (self.layers.last(), g0.last_mut())
+            {
+                for h in &ws.halves {
+                    let x = super::layer_output(&self.layers, &h.outs, &h.lstm, last - 1);
+                    d.backward_weights(x, d.dz(&h.dy, &h.scratch), g);
+                }
+            }
+        }
         if backward && first_trained == 1 && r0.is_ok() && r1.is_ok() {
             if let (Some(Layer::Embedding(e)), Some(LayerGrads::Embedding(g))) =
                 (self.layers.first(), g0.first_mut())
