@@ -4,7 +4,7 @@
 //! why layers cache post-activation values: `tanh' = 1 - y^2`, `sigmoid' = y (1 - y)`,
 //! `hard_sigmoid' = 1/6` inside `0 < y < 1`, `relu' = [y > 0]`, `linear' = 1`.
 //! `tanh` and `sigmoid` use the vectorisable rational approximation of
-//! [`crate::kernels::math`] (max abs error 3.2e-7 for tanh, 2.3e-7 for sigmoid against f64).
+//! [`crate::kernels::math`] (max abs error 2.9e-7 for tanh, 1.7e-7 for sigmoid against f64).
 
 use serde::{Deserialize, Serialize};
 
@@ -142,7 +142,7 @@ mod tests {
                 worst = worst.max(err);
                 x += 1e-3;
             }
-            assert!(worst <= 3.5e-7, "{a}: max error {worst}");
+            assert!(worst <= 3.0e-7, "{a}: max error {worst}");
         }
     }
 
