@@ -315,6 +315,57 @@ impl DenseLayer {
         }
     }
 
+    /// [`backward_weights`](Self::backward_weights) for several parts of a batch (`(x,
+    /// dz)` pairs, summed in order) on two threads: one takes the first half of the kernel
+    /// gradient's rows (input features) and of the bias, the other the rest, so each
+    /// product runs on one core and no element depends on thread timing.
+    pub(crate) fn backward_weights_parts(
+        &self,
+        parts: &[(&[f32], &[f32])],
+        grads: &mut [Vec<f32>; 2],
+    ) {
+        let [grad_kernel, grad_bias] = grads;
+        let (d, u) = (self.input_width, self.spec.units);
+        let (d0, u0) = (d / 2, u / 2);
+        let (gk0, gk1) = grad_kernel.split_at_mut(d0 * u);
+        let (gb0, gb1) = if self.spec.use_bias {
+            grad_bias.split_at_mut(u0)
+        } else {
+            (&mut [][..], &mut [][..])
+        };
+        // Rows [r0, r0 + rows) of d kernel and bias columns [c0, c0 + gb.len()).
+        let run = |r0: usize, rows: usize, gk: &mut [f32], c0: usize, gb: &mut [f32]| {
+            crate::kernels::sequential(|| {
+                for &(x, dz) in parts {
+                    let n = dz.len() / u;
+                    if rows > 0 {
+                        sgemm(
+                            Trans::Yes,
+                            Trans::No,
+                            rows,
+                            u,
+                            n,
+                            1.0,
+                            &x[r0..],
+                            d,
+                            dz,
+                            u,
+                            1.0,
+                            gk,
+                            u,
+                        );
+                    }
+                    for row in dz.chunks_exact(u) {
+                        for (g, v) in gb.iter_mut().zip(&row[c0..]) {
+                            *g += v;
+                        }
+                    }
+                }
+            });
+        };
+        rayon::join(|| run(0, d0, gk0, 0, gb0), || run(d0, d - d0, gk1, u0, gb1));
+    }
+
     /// The weights as Keras orders them: kernel, bias (if any).
     pub fn weights(&self) -> Vec<(&'static str, Vec<usize>, &[f32])> {
         let mut w = vec![(

@@ -173,8 +173,8 @@ impl Model {
         // vocabulary-sized table.
         let first_trained = usize::from(matches!(self.layers.first(), Some(Layer::Embedding(_))));
         // Likewise a Dense output layer: each half computes its dz and dx, and the weight
-        // gradient of both halves is summed after them (products large enough to be split
-        // over the threads there): no second copy of a vocabulary-wide head's gradient.
+        // gradient of both halves is summed after them, its rows split over the threads:
+        // no second copy of a vocabulary-wide head's gradient.
         let last = self.layers.len() - 1;
         let head_after = last > 0 && matches!(self.layers.last(), Some(Layer::Dense(_)));
         let mut g0: Vec<LayerGrads> = Vec::new();
@@ -222,10 +222,15 @@ impl Model {
             if let (Some(Layer::Dense(d)), Some(LayerGrads::Dense(g))) =
                 (self.layers.last(), g0.last_mut())
             {
-                for h in &ws.halves {
-                    let x = super::layer_output(&self.layers, &h.outs, &h.lstm, last - 1);
-                    d.backward_weights(x, d.dz(&h.dy, &h.scratch), g);
-                }
+                let parts: Vec<(&[f32], &[f32])> = ws
+                    .halves
+                    .iter()
+                    .map(|h| {
+                        let x = super::layer_output(&self.layers, &h.outs, &h.lstm, last - 1);
+                        (x, d.dz(&h.dy, &h.scratch))
+                    })
+                    .collect();
+                d.backward_weights_parts(&parts, g);
             }
         }
         if backward && first_trained == 1 && r0.is_ok() && r1.is_ok() {
