@@ -73,8 +73,12 @@ fn available_cores() -> usize {
 }
 
 /// Caps the threads the kernels use (`0` restores the default, every available core).
-/// Work is only split where it was measured to pay (see `docs/performance.md`), and the
-/// split never depends on timing, so results stay bit-identical from run to run.
+/// Work is only split where it was measured to pay (see `docs/performance.md`): a model
+/// call of at least ~8 MFLOP runs its batch as two halves on two threads, and products of
+/// at least 32 MFLOP outside such a call are split by columns. The split never depends on
+/// timing, so results stay bit-identical from run to run for a given thread count; with
+/// `set_threads(1)` the sums over a batch are taken in one order, which changes the last
+/// bits of trained weights.
 pub fn set_threads(n: usize) {
     THREADS.store(n, Ordering::Relaxed);
 }
