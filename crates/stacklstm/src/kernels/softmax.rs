@@ -1,5 +1,5 @@
 //! Row kernels of softmax and the cross-entropies: the row maximum and `e^(z - m)` with its
-//! sum, vectorised through [`exp_fast`](super::math::exp_fast).
+//! sum, vectorised through [`exp_fast`].
 //!
 //! Sums run in 16 fixed lanes (one AVX-512 register), added lane by lane at the end, so the
 //! order of the additions is the same on every instruction set: AVX-512, AVX2 and the
