@@ -1216,11 +1216,7 @@ impl Model {
     ) -> Result<f64> {
         let (b, t, _) = x.dim();
         if !input_grad && self.split_batch(b, t) {
-            self.check_input(x)?;
-            self.check_target_of(b, t, &target, loss)?;
-            (self.ws.t, self.ws.b) = (t, b);
-            self.prepare_masks(training);
-            return self.loss_step_halves(x, target, loss, true);
+            return self.checked_loss_halves(x, target, loss, training, true);
         }
         self.zero_grad();
         let mut ws = std::mem::take(&mut self.ws);
@@ -1347,11 +1343,7 @@ impl Model {
     ) -> Result<f64> {
         let (b, t, _) = x.dim();
         if self.split_batch(b, t) {
-            self.check_input(x)?;
-            self.check_target_of(b, t, &target, loss)?;
-            (self.ws.t, self.ws.b) = (t, b);
-            self.prepare_masks(false);
-            return self.loss_step_halves(x, target, loss, false);
+            return self.checked_loss_halves(x, target, loss, false, false);
         }
         let mut ws = std::mem::take(&mut self.ws);
         ws.split = false;

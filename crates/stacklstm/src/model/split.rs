@@ -146,10 +146,28 @@ impl Model {
             .map_err(|e| Error::input(e.to_string()))
     }
 
+    /// Checks `x` and `target` as a whole, draws the dropout masks of the whole batch
+    /// (when `training`), then runs [`loss_step_halves`](Self::loss_step_halves).
+    pub(super) fn checked_loss_halves(
+        &mut self,
+        x: ArrayView3<'_, f32>,
+        target: ArrayViewD<'_, f32>,
+        loss: Loss,
+        training: bool,
+        backward: bool,
+    ) -> Result<f64> {
+        let (b, t, _) = x.dim();
+        self.check_input(x)?;
+        self.check_target_of(b, t, &target, loss)?;
+        (self.ws.t, self.ws.b) = (t, b);
+        self.prepare_masks(training);
+        self.loss_step_halves(x, target, loss, backward)
+    }
+
     /// `loss_step` / `eval_loss` on the two halves of the batch in parallel: forward (with
     /// the masks drawn in `self.ws` for the whole batch), the loss, and with `backward` the
     /// weight gradients summed into the layers (zeroed first). Returns the batch's loss.
-    pub(super) fn loss_step_halves(
+    fn loss_step_halves(
         &mut self,
         x: ArrayView3<'_, f32>,
         target: ArrayViewD<'_, f32>,
