@@ -83,6 +83,23 @@ pub fn exp_fast(x: f32) -> f32 {
     p * scale
 }
 
+/// See [`activate_in_place`].
+#[inline(always)]
+fn activate_body(y: &mut [f32], a: crate::Activation) {
+    for v in y.iter_mut() {
+        *v = a.apply(*v);
+    }
+}
+
+super::dispatch!(
+    /// `y[i] = a(y[i])` for an elementwise activation, compiled for the CPU's instruction
+    /// set like the gate passes (so the fused multiply-adds of `tanh_fast` are
+    /// instructions, not libm calls).
+    activate_in_place,
+    activate_body,
+    (y: &mut [f32], a: crate::Activation) -> ()
+);
+
 /// Lower clamp of [`exp_fast`] (`2^n` stays a normal number).
 pub const EXP_MIN: f32 = -87.3;
 /// Upper clamp of [`exp_fast`] (`n <= 127`).
@@ -91,6 +108,24 @@ pub const EXP_MAX: f32 = 88.0;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn activate_in_place_equals_the_scalar_activation_bit_for_bit() {
+        use crate::Activation;
+        let xs: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) * 0.021).collect();
+        for a in [
+            Activation::Tanh,
+            Activation::Sigmoid,
+            Activation::Relu,
+            Activation::HardSigmoid,
+        ] {
+            let mut y = xs.clone();
+            activate_in_place(&mut y, a);
+            for (&x, &v) in xs.iter().zip(&y) {
+                assert_eq!(v.to_bits(), a.apply(x).to_bits(), "{a} at {x}");
+            }
+        }
+    }
 
     #[test]
     fn exp_fast_is_within_two_ulp_of_f64_exp() {

@@ -181,11 +181,7 @@ impl DenseLayer {
                     softmax_in_place(row);
                 }
             }
-            a => {
-                for v in y.iter_mut() {
-                    *v = a.apply(*v);
-                }
-            }
+            a => crate::kernels::math::activate_in_place(y, a),
         }
     }
 
