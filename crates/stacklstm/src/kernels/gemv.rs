@@ -61,6 +61,10 @@ fn gemv_body(
     c: &mut [f32],
 ) {
     let mut j = 0;
+    while j + 128 <= n {
+        block::<128>(k, j, alpha, a, sa, b, ldb, accumulate, c);
+        j += 128;
+    }
     while j + 64 <= n {
         block::<64>(k, j, alpha, a, sa, b, ldb, accumulate, c);
         j += 64;
