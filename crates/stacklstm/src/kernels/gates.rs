@@ -98,6 +98,17 @@ const LANES: usize = 16;
 /// Remainders of up to this many units (after the full blocks) run unit by unit.
 const SCALAR_TAIL: usize = 4;
 
+/// Where the blocked loop of a row of `units` ends: before a short remainder (run unit by
+/// unit), or at the end when the last partial block is padded instead.
+#[inline(always)]
+fn vector_end(units: usize) -> usize {
+    if units % LANES <= SCALAR_TAIL {
+        units - units % LANES
+    } else {
+        units
+    }
+}
+
 /// `&mut s[k..k + LANES]` as an array (the length check is the only bounds check per block).
 #[inline(always)]
 fn block_mut(s: &mut [f32], k: usize) -> &mut [f32; LANES] {
@@ -194,11 +205,7 @@ fn forward_row<R: Fn(f32) -> f32, P: Fn(f32) -> f32>(
     };
     // A short remainder (up to `SCALAR_TAIL` units) runs unit by unit: cheaper than a
     // padded block's partial loads and stores.
-    let vector_end = if units % LANES <= SCALAR_TAIL {
-        units - units % LANES
-    } else {
-        units
-    };
+    let vector_end = vector_end(units);
     for k in vector_end..units {
         let b = |g: &[f32]| if g.is_empty() { 0.0 } else { g[k] };
         let (mut i, mut f, mut g, mut o) = (
@@ -316,11 +323,7 @@ fn backward_body<R: Fn(f32) -> f32, P: Fn(f32) -> f32>(
         let (dcc, dout) = rest.split_at_mut(units);
         // Local arrays per block, as in `forward_row`: a block's gates are all read before
         // its gradients are stored over them.
-        let vector_end = if units % LANES <= SCALAR_TAIL {
-            units - units % LANES
-        } else {
-            units
-        };
+        let vector_end = vector_end(units);
         for k in vector_end..units {
             let gate = [di[k], df[k], dcc[k], dout[k]];
             let (mut a, mut b, mut c, mut d) = (0.0, 0.0, 0.0, 0.0);
