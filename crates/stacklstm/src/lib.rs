@@ -27,12 +27,11 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod activation;
 pub mod data;
 pub mod error;
 pub mod init;
 pub mod io;
-pub mod kernels;
+mod kernels;
 pub mod layers;
 pub mod loss;
 pub mod model;
@@ -40,17 +39,19 @@ pub mod optim;
 pub mod plot;
 pub mod train;
 
-pub use activation::Activation;
 pub use error::{Error, Result};
 pub use io::{load_model, Arch, LoadedModel, ModelFormat, TrainingState};
+pub use kernels::activation::Activation;
+pub use kernels::{set_threads, threads};
 pub use layers::dense::{Dense, DenseLayer};
-pub use layers::dropout::Dropout;
-pub use layers::embedding::Embedding;
+pub use layers::dropout::{Dropout, DropoutLayer};
+pub use layers::embedding::{Embedding, EmbeddingLayer};
 pub use layers::lstm::{Lstm, LstmLayer, LstmOutput};
+pub use layers::{Layer, LayerConfig, LayerSpec, OutShape, State, Weight};
 pub use loss::Loss;
-pub use model::{Layer, LayerSpec, Model, ParamMut, Sequential, Workspace};
-pub use optim::{Adagrad, Adam, AdamW, RmsProp, Schedule, Sgd};
-pub use train::{EarlyStopping, Fit, History, Metric};
+pub use model::{Model, Sequential, Workspace};
+pub use optim::{Adagrad, Adam, AdamW, ParamMut, RmsProp, Schedule, Sgd};
+pub use train::{EarlyStopping, Fit, History, Metric, Trainer};
 
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

@@ -345,8 +345,12 @@ fn hostile_native_files_are_clear_errors() {
     // Non-finite weights.
     let mut vals: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     for l in model.layers() {
-        for (w, s, d) in l.weights() {
-            vals.push((format!("{}/{w}", l.name()), s, d.to_vec()));
+        for w in l.weights() {
+            vals.push((
+                format!("{}/{}", l.name(), w.name),
+                w.shape.to_vec(),
+                w.values.to_vec(),
+            ));
         }
     }
     vals[0].2[0] = f32::NAN;

@@ -699,7 +699,12 @@ print(json.dumps(out))
     let tensors = info["tensors"].as_object().unwrap();
     let mut n = 0;
     for layer in model.layers() {
-        for (w, shape, data) in layer.weights() {
+        for stacklstm::Weight {
+            name: w,
+            shape,
+            values: data,
+        } in layer.weights()
+        {
             let t = &tensors[&format!("{}/{w}", layer.name())];
             assert_eq!(t[0], serde_json::json!(shape));
             assert_eq!(t[1], "float32");

@@ -1,8 +1,7 @@
 //! Training behaviour: real (small) learning problems, callbacks, dropout, embedding,
 //! stateful equivalence, determinism and divergence.
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use ndarray::{Array3, ArrayD, Axis, IxDyn};
 use stacklstm::optim::Schedule;
@@ -11,7 +10,7 @@ use stacklstm::train::{
 };
 use stacklstm::{
     Activation, Adam, Dense, Dropout, Embedding, Error, Fit, Loss, Lstm, Metric, Model, Sequential,
-    Sgd,
+    Sgd, Trainer,
 };
 
 fn sine_data(n: usize, window: usize) -> (Array3<f32>, ArrayD<f32>) {
@@ -38,8 +37,9 @@ fn next_step_sine_regression_learns() {
     // 0.005 on this series, and the series' variance is 0.5. Requiring 1e-3 — five times
     // better than persistence — means the model must have learnt the dynamics.
     let (x, y) = sine_data(300, 20);
-    let mut m = sine_model(1);
-    m.compile_with_metrics(Loss::Mse, Adam::new(0.01), &[Metric::Mae])
+    let m = sine_model(1);
+    let mut m = m
+        .compile_with_metrics(Loss::Mse, Adam::new(0.01), &[Metric::Mae])
         .unwrap();
     let h = m
         .fit(&x, &y, Fit::new().epochs(25).batch_size(32).seed(2))
@@ -71,7 +71,7 @@ fn sequence_labelling_toy_reaches_full_accuracy() {
     let y = ArrayD::from_shape_fn(IxDyn(&[n, t]), |ix| {
         sym[ix[0] * t + ix[1].saturating_sub(1)] as f32
     });
-    let mut m = Sequential::new()
+    let m = Sequential::new()
         .input_shape(t, k)
         .add(Lstm::new(16).return_sequences(true))
         .add(Lstm::new(16).return_sequences(true))
@@ -80,7 +80,8 @@ fn sequence_labelling_toy_reaches_full_accuracy() {
         .build()
         .unwrap();
     let loss = Loss::SparseCategoricalCrossentropy { from_logits: true };
-    m.compile_with_metrics(loss, Adam::new(0.02), &[Metric::Accuracy])
+    let mut m = m
+        .compile_with_metrics(loss, Adam::new(0.02), &[Metric::Accuracy])
         .unwrap();
     m.fit(&x, &y, Fit::new().epochs(60).batch_size(16)).unwrap();
     let e = m.evaluate(&x, &y, 32).unwrap();
@@ -101,7 +102,7 @@ fn embedding_character_model_overfits_a_short_text() {
     let n = ids.len() - w;
     let x = Array3::from_shape_fn((n, w, 1), |(i, s, _)| ids[i + s]);
     let y = ArrayD::from_shape_fn(IxDyn(&[n, w]), |ix| ids[ix[0] + ix[1] + 1]);
-    let mut m = Sequential::new()
+    let m = Sequential::new()
         .input_shape(w, 1)
         .add(Embedding::new(v, 8))
         .add(Lstm::new(32).return_sequences(true))
@@ -111,12 +112,13 @@ fn embedding_character_model_overfits_a_short_text() {
         .build()
         .unwrap();
     let loss = Loss::SparseCategoricalCrossentropy { from_logits: true };
-    m.compile_with_metrics(
-        loss,
-        Adam::new(0.02),
-        &[Metric::Accuracy, Metric::Perplexity],
-    )
-    .unwrap();
+    let mut m = m
+        .compile_with_metrics(
+            loss,
+            Adam::new(0.02),
+            &[Metric::Accuracy, Metric::Perplexity],
+        )
+        .unwrap();
     let h = m.fit(&x, &y, Fit::new().epochs(40).batch_size(16)).unwrap();
     let last = h.epochs.last().unwrap();
     // Positions after the first few characters of a window are fully determined by the
@@ -128,7 +130,7 @@ fn embedding_character_model_overfits_a_short_text() {
 
 #[test]
 fn embedding_gradients_match_finite_differences() {
-    let mut m = Sequential::new()
+    let m = Sequential::new()
         .input_shape(3, 1)
         .add(Embedding::new(5, 3))
         .add(Lstm::new(2))
@@ -138,8 +140,9 @@ fn embedding_gradients_match_finite_differences() {
         .unwrap();
     let x = Array3::from_shape_vec((2, 3, 1), vec![1.0, 4.0, 1.0, 0.0, 2.0, 4.0]).unwrap();
     let y = ArrayD::from_shape_vec(IxDyn(&[2, 1]), vec![0.5, -0.5]).unwrap();
-    m.loss_and_gradients(x.view(), y.view(), Loss::Mse).unwrap();
-    let g = m.get_gradients()[0].clone();
+    let mut m = m.compile(Loss::Mse, Sgd::new(1.0)).unwrap();
+    m.loss_and_gradients(&x, &y).unwrap();
+    let g = m.gradients()[0].clone();
     let w = m.get_weights();
     // Row 3 of the table is never looked up: its gradient is exactly zero.
     assert!(g.index_axis(Axis(0), 3).iter().all(|v| *v == 0.0));
@@ -150,9 +153,7 @@ fn embedding_gradients_match_finite_differences() {
             w2[0].as_slice_mut().unwrap()[i] += d;
             let mut m2 = m.clone();
             m2.set_weights(&w2).unwrap();
-            m2.loss_and_gradients(x.view(), y.view(), Loss::Mse)
-                .unwrap()
-                .0
+            m2.loss_and_gradients(&x, &y).unwrap().0
         };
         let fd = (loss_at(eps) - loss_at(-eps)) / (2.0 * f64::from(eps));
         let a = f64::from(g.as_slice().unwrap()[i]);
@@ -195,14 +196,9 @@ fn dropout_is_off_at_inference_and_masks_are_reused_across_timesteps() {
     assert_eq!(m.predict(&x).unwrap(), p.predict(&x).unwrap());
     // In training the masks are applied: the loss of a training step (dropout on) differs
     // from the same batch's loss with dropout off, and successive steps draw new masks.
-    let mut m = m;
-    m.compile(Loss::Mse, Sgd::new(1e-12)).unwrap();
+    let mut m = m.compile(Loss::Mse, Sgd::new(1e-12)).unwrap();
     let y = ArrayD::zeros(IxDyn(&[2, 6, 1]));
-    let off = m
-        .clone()
-        .loss_and_gradients(x.view(), y.view(), Loss::Mse)
-        .unwrap()
-        .0;
+    let off = m.clone().loss_and_gradients(&x, &y).unwrap().0;
     let on1 = m.train_on_batch(x.view(), y.view()).unwrap();
     let on2 = m.train_on_batch(x.view(), y.view()).unwrap();
     assert!(
@@ -263,7 +259,7 @@ fn stateful_two_halves_equal_one_full_sequence() {
     assert!(err.contains("reset_states"), "{err}");
     // Training carries state across train_on_batch calls too.
     st.reset_states();
-    st.compile(Loss::Mse, Adam::new(1e-3)).unwrap();
+    let mut st = st.compile(Loss::Mse, Adam::new(1e-3)).unwrap();
     let tgt = ArrayD::zeros(IxDyn(&[3, 4, 2]));
     let l1 = st
         .train_on_batch(x.slice(ndarray::s![.., ..4, ..]), tgt.view())
@@ -277,7 +273,7 @@ fn stateful_two_halves_equal_one_full_sequence() {
 
 fn train_once(seed: u64) -> Vec<ArrayD<f32>> {
     let (x, y) = sine_data(64, 20);
-    let mut m = Sequential::new()
+    let m = Sequential::new()
         .input_shape(20, 1)
         .add(
             Lstm::new(8)
@@ -291,7 +287,7 @@ fn train_once(seed: u64) -> Vec<ArrayD<f32>> {
         .seed(seed)
         .build()
         .unwrap();
-    m.compile(Loss::Mse, Adam::new(0.01)).unwrap();
+    let mut m = m.compile(Loss::Mse, Adam::new(0.01)).unwrap();
     m.fit(
         &x,
         &y,
@@ -316,15 +312,14 @@ fn resuming_from_epoch_state_is_exact() {
     // Weights + optimizer state + epoch are all training depends on: 2 + 2 epochs equal 4.
     let (x, y) = sine_data(48, 20);
     let build = || {
-        let mut m = Sequential::new()
+        let m = Sequential::new()
             .input_shape(20, 1)
             .add(Lstm::new(6).dropout(0.2))
             .add(Dense::new(1))
             .seed(5)
             .build()
             .unwrap();
-        m.compile(Loss::Mse, Adam::new(0.01)).unwrap();
-        m
+        m.compile(Loss::Mse, Adam::new(0.01)).unwrap()
     };
     let mut straight = build();
     straight
@@ -336,13 +331,12 @@ fn resuming_from_epoch_state_is_exact() {
         .unwrap();
     // "Save": weights and optimizer state; "load" them into a fresh model.
     let weights = first.get_weights();
-    let opt = first.compiled().unwrap().optimizer.clone();
+    let opt = first.optimizer().clone();
     let mut resumed = build();
     resumed.set_weights(&weights).unwrap();
     let lens: Vec<usize> = weights.iter().map(|w| w.len()).collect();
     resumed
         .optimizer_mut()
-        .unwrap()
         .load_state(opt.iterations, &lens, &opt.state())
         .unwrap();
     resumed
@@ -359,9 +353,9 @@ fn resuming_from_epoch_state_is_exact() {
 fn an_overflowing_update_is_refused_and_leaves_the_weights_untouched() {
     let (x, y) = sine_data(64, 20);
     let y = y.mapv(|v| v * 1e30 + 1e30);
-    let mut m = sine_model(3);
+    let m = sine_model(3);
     // Finite loss (summed in f64) and gradients (~1e29), but w - lr * g overflows f32.
-    m.compile(Loss::Mse, Sgd::new(1e12)).unwrap();
+    let mut m = m.compile(Loss::Mse, Sgd::new(1e12)).unwrap();
     let before = m.get_weights();
     let err = m
         .train_on_batch(x.view(), y.view())
@@ -370,7 +364,7 @@ fn an_overflowing_update_is_refused_and_leaves_the_weights_untouched() {
     assert!(err.to_string().contains("overflowed"), "{err}");
     assert_eq!(m.get_weights(), before, "no weight may change");
     // With a sane learning rate, training goes on from the same weights.
-    m.compile(Loss::Mse, Sgd::new(1e-40)).unwrap();
+    let mut m = m.into_model().compile(Loss::Mse, Sgd::new(1e-40)).unwrap();
     m.train_on_batch(x.view(), y.view()).unwrap();
     assert_ne!(m.get_weights(), before);
     assert!(m
@@ -382,8 +376,8 @@ fn an_overflowing_update_is_refused_and_leaves_the_weights_untouched() {
 #[test]
 fn divergence_stops_with_epoch_and_step_and_keeps_finite_weights() {
     let (x, y) = sine_data(64, 20);
-    let mut m = sine_model(3);
-    m.compile(Loss::Mse, Sgd::new(1e30)).unwrap();
+    let m = sine_model(3);
+    let mut m = m.compile(Loss::Mse, Sgd::new(1e30)).unwrap();
     let err = m
         .fit(&x, &y, Fit::new().epochs(5).batch_size(16))
         .unwrap_err();
@@ -410,10 +404,14 @@ fn divergence_stops_with_epoch_and_step_and_keeps_finite_weights() {
 
 #[test]
 fn early_stopping_stops_and_restores_best_weights() {
-    struct Val(Rc<RefCell<Vec<f64>>>);
+    struct Val(Arc<Mutex<Vec<f64>>>);
     impl Callback for Val {
-        fn on_epoch_end(&mut self, _m: &mut Model, logs: &EpochLogs) -> stacklstm::Result<Control> {
-            self.0.borrow_mut().push(logs.val_loss.unwrap());
+        fn on_epoch_end(
+            &mut self,
+            _: &mut Trainer,
+            logs: &EpochLogs,
+        ) -> stacklstm::Result<Control> {
+            self.0.lock().unwrap().push(logs.val_loss.unwrap());
             Ok(Control::Continue)
         }
     }
@@ -423,9 +421,9 @@ fn early_stopping_stops_and_restores_best_weights() {
     let mut rng = stacklstm::init::Rng::new(12);
     let (vx, _) = sine_data(16, 20);
     let vy = ArrayD::from_shape_fn(IxDyn(&[16, 1]), |_| rng.uniform(-1.0, 1.0) as f32);
-    let mut m = sine_model(4);
-    m.compile(Loss::Mse, Adam::new(0.01)).unwrap();
-    let seen = Rc::new(RefCell::new(Vec::new()));
+    let m = sine_model(4);
+    let mut m = m.compile(Loss::Mse, Adam::new(0.01)).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
     let h = m
         .fit(
             &x,
@@ -442,7 +440,7 @@ fn early_stopping_stops_and_restores_best_weights() {
                 ),
         )
         .unwrap();
-    let vals = seen.borrow().clone();
+    let vals = seen.lock().unwrap().clone();
     assert!(
         h.epochs.len() < 40,
         "early stopping never stopped: {vals:?}"
@@ -464,15 +462,16 @@ fn checkpoint_best_only_plateau_and_logger() {
     let dir = std::env::temp_dir().join(format!("stacklstm-train-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (x, y) = sine_data(64, 20);
-    let mut m = sine_model(6);
-    m.compile_with_metrics(Loss::Mse, Adam::new(0.01), &[Metric::Rmse])
+    let m = sine_model(6);
+    let mut m = m
+        .compile_with_metrics(Loss::Mse, Adam::new(0.01), &[Metric::Rmse])
         .unwrap();
-    let saves = Rc::new(RefCell::new(Vec::new()));
+    let saves = Arc::new(Mutex::new(Vec::new()));
     let s2 = saves.clone();
     let ckpt = ModelCheckpoint::new(
         dir.join("best.json"),
-        Box::new(move |m: &Model, p: &std::path::Path, _epochs: usize| {
-            s2.borrow_mut().push(m.param_count());
+        Box::new(move |m: &Trainer, p: &std::path::Path, _epochs: usize| {
+            s2.lock().unwrap().push(m.param_count());
             std::fs::write(p, b"saved").map_err(|e| Error::io(p, e))
         }),
     )
@@ -508,7 +507,7 @@ fn checkpoint_best_only_plateau_and_logger() {
         best = best.min(**l);
         b
     });
-    assert_eq!(saves.borrow().len(), expected.count());
+    assert_eq!(saves.lock().unwrap().len(), expected.count());
     assert!(dir.join("best.json").exists());
     let csv = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
@@ -520,18 +519,20 @@ fn checkpoint_best_only_plateau_and_logger() {
 #[test]
 fn schedules_and_clipping_through_compile() {
     let (x, y) = sine_data(32, 20);
-    let mut m = sine_model(7);
+    let m = sine_model(7);
     let sched = Schedule::StepDecay {
         step_size: 2,
         gamma: 0.5,
     };
-    m.compile(Loss::Mse, Adam::new(0.01).clipnorm(1.0).schedule(sched))
+    let mut m = m
+        .compile(Loss::Mse, Adam::new(0.01).clipnorm(1.0).schedule(sched))
         .unwrap();
     let h = m.fit(&x, &y, Fit::new().epochs(2).batch_size(16)).unwrap();
     // 2 updates per epoch: after epoch 1 the rate is 0.005, after epoch 2 0.0025.
     assert_eq!(h.epochs[0].learning_rate, 0.005);
     assert_eq!(h.epochs[1].learning_rate, 0.0025);
     assert!(m
+        .into_model()
         .compile(Loss::Mse, Adam::new(0.01).clipnorm(1.0).clipvalue(1.0))
         .is_err());
     let _ = Activation::Tanh;

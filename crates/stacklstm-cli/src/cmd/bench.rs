@@ -73,17 +73,18 @@ fn scaled(n: usize, scale: f64) -> usize {
 /// `compile(loss, Adam(1e-3))` (zero gradients, forward, loss, backward, Adam with Keras'
 /// equations and epsilon 1e-7).
 struct Trainer {
-    model: Model,
+    trainer: stacklstm::Trainer,
 }
 
 impl Trainer {
-    fn new(mut model: Model, loss: Loss) -> Result<Self> {
-        model.compile(loss, Adam::new(1e-3))?;
-        Ok(Trainer { model })
+    fn new(model: Model, loss: Loss) -> Result<Self> {
+        Ok(Trainer {
+            trainer: model.compile(loss, Adam::new(1e-3))?,
+        })
     }
 
     fn step(&mut self, x: &Array3<f32>, y: &ArrayD<f32>) -> Result<f64> {
-        Ok(self.model.train_on_batch(x.view(), y.view())?)
+        Ok(self.trainer.train_on_batch(x, y)?)
     }
 }
 
@@ -373,7 +374,7 @@ pub fn run(args: &Args) -> Result<()> {
         spec.repeats
     };
     let policy = Policy::from_env();
-    stacklstm::kernels::set_threads(spec.conventions.threads);
+    stacklstm::set_threads(spec.conventions.threads);
     let mut records = Vec::new();
     let mut errors = Vec::new();
     for name in &names {
@@ -390,7 +391,7 @@ pub fn run(args: &Args) -> Result<()> {
         "framework": "stacklstm",
         "meta": {
             "versions": {"stacklstm": env!("CARGO_PKG_VERSION")},
-            "threads": {"allowed": spec.conventions.threads, "used": stacklstm::kernels::threads()},
+            "threads": {"allowed": spec.conventions.threads, "used": stacklstm::threads()},
             "workloads_file": path.display().to_string(),
             "paths": {
                 "train": "Model::compile(loss, Adam::new(1e-3)); Model::train_on_batch(x, y)",

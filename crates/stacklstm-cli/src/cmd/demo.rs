@@ -61,7 +61,7 @@ pub fn run(a: &Args) -> Result<()> {
         (Some(v), Some(t)) => (v, t),
         _ => anyhow::bail!("the embedded series is too short for the demo split"),
     };
-    let mut model = Sequential::new()
+    let model = Sequential::new()
         .name("sunspots")
         .input_shape(window, 1)
         .add(Lstm::new(32).return_sequences(true))
@@ -69,7 +69,7 @@ pub fn run(a: &Args) -> Result<()> {
         .add(Dense::new(horizon))
         .seed(a.seed)
         .build()?;
-    model.compile_with_metrics(Loss::Mse, Adam::new(0.002), &[Metric::Mae])?;
+    let mut trainer = model.compile_with_metrics(Loss::Mse, Adam::new(0.002), &[Metric::Mae])?;
     if !a.quiet {
         eprintln!("Monthly sunspot numbers 1749-1983 ({} months): forecast the next {horizon} months from the last {window}.", series.n_rows());
         eprintln!(
@@ -79,7 +79,7 @@ pub fn run(a: &Args) -> Result<()> {
             test.len(),
             split.test.len()
         );
-        eprintln!("{}", model.summary());
+        eprintln!("{}", trainer.summary());
     }
     let fit = Fit::new()
         .epochs(a.epochs)
@@ -92,7 +92,8 @@ pub fn run(a: &Args) -> Result<()> {
                 .patience(5)
                 .restore_best_weights(true),
         );
-    let history = model.fit(&w.train.x, &w.train.y.clone().into_dyn(), fit)?;
+    let history = trainer.fit(&w.train.x, &w.train.y, fit)?;
+    let model = trainer.into_model();
     let report = super::train::test_report(
         &model,
         &scaler,

@@ -35,7 +35,7 @@ pub struct Args {
 
 /// Runs `evaluate`.
 pub fn run(a: &Args) -> Result<()> {
-    let (mut model, prep) = super::prep::load(&a.model)?;
+    let (model, prep) = super::prep::load(&a.model)?;
     let results = match &prep {
         Preprocessing::Series {
             target_idx,
@@ -82,15 +82,14 @@ pub fn run(a: &Args) -> Result<()> {
             let ids = vocab
                 .encode(&text)
                 .with_context(|| format!("encoding {}", a.data.display()))?;
-            if model.compiled().is_none() {
-                let loss = stacklstm::Loss::SparseCategoricalCrossentropy { from_logits: true };
-                model.compile_with_metrics(
-                    loss,
-                    stacklstm::Adam::default(),
-                    &[stacklstm::Metric::Accuracy, stacklstm::Metric::Perplexity],
-                )?;
-            }
-            let e = model
+            let loss = stacklstm::Loss::SparseCategoricalCrossentropy { from_logits: true };
+            // Evaluation only: the optimizer never steps.
+            let mut trainer = model.clone().compile_with_metrics(
+                loss,
+                stacklstm::Adam::default(),
+                &[stacklstm::Metric::Accuracy, stacklstm::Metric::Perplexity],
+            )?;
+            let e = trainer
                 .evaluate_stream(&ids, a.batch_size.max(1), *seq_len)
                 .with_context(|| format!("evaluating on {}", a.data.display()))?;
             json!({

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use stacklstm::train::{Callback, Control, EpochLogs, TrainInfo};
-use stacklstm::Model;
+use stacklstm::Trainer;
 
 /// The progress callback.
 pub struct Progress {
@@ -96,7 +96,7 @@ impl Callback for Progress {
         Ok(())
     }
 
-    fn on_epoch_end(&mut self, _model: &mut Model, logs: &EpochLogs) -> stacklstm::Result<Control> {
+    fn on_epoch_end(&mut self, _: &mut Trainer, logs: &EpochLogs) -> stacklstm::Result<Control> {
         if self.quiet {
             return Ok(Control::Continue);
         }

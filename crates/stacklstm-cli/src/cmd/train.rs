@@ -7,11 +7,10 @@
 //! `<out stem>.interrupted.safetensors`, and the command exits with code 130. `--resume` on
 //! that file continues where it stopped. A second Ctrl-C exits at once.
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use ndarray::s;
@@ -26,7 +25,7 @@ use stacklstm::train::{
 };
 use stacklstm::{
     Activation, Adagrad, Adam, AdamW, Arch, Dense, Embedding, LayerSpec, Loss, Lstm, Model,
-    RmsProp, Sequential, Sgd,
+    RmsProp, Sequential, Sgd, Trainer,
 };
 
 use super::progress::Progress;
@@ -248,16 +247,21 @@ struct Report {
 /// The last checkpoint known good in this run: `(path, epochs done)`. Starts as the
 /// `--resume` file and follows every checkpoint written, so a stale file left at the
 /// `--checkpoint` path by an earlier run is never named.
-type LastGood = Rc<RefCell<Option<(PathBuf, usize)>>>;
+type LastGood = Arc<Mutex<Option<(PathBuf, usize)>>>;
 
 /// A checkpoint saver for `ModelCheckpoint`: weights, preprocessing and training state.
 fn checkpoint_saver(prep: serde_json::Value, last_good: LastGood) -> stacklstm::train::Saver {
-    Box::new(move |m: &Model, p: &Path, epochs_done: usize| {
-        let state = m.training_state(epochs_done)?;
-        stacklstm::io::native::save_checkpoint(p, m, Some(&prep), Some(&state))?;
-        *last_good.borrow_mut() = Some((p.to_path_buf(), epochs_done));
+    Box::new(move |t: &Trainer, p: &Path, epochs_done: usize| {
+        let state = t.training_state(epochs_done);
+        stacklstm::io::native::save_checkpoint(p, t.model(), Some(&prep), Some(&state))?;
+        *lock(&last_good) = Some((p.to_path_buf(), epochs_done));
         Ok(())
     })
+}
+
+/// The last-good record, even if a panic elsewhere poisoned its lock.
+fn lock(g: &LastGood) -> std::sync::MutexGuard<'_, Option<(PathBuf, usize)>> {
+    g.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Where training resumes: epoch and batches of it already done.
@@ -270,23 +274,22 @@ struct Start {
 /// Restores model and training state from `--resume`; returns the model and where to start.
 /// `--lr`, when given, replaces the checkpoint's learning rate (to continue after a
 /// divergence, say).
-fn resume(path: &Path, lr: Option<f32>) -> Result<(Model, Start)> {
+fn resume(path: &Path, lr: Option<f32>) -> Result<(Trainer, Start)> {
     let file = stacklstm::io::native::load(path)
         .with_context(|| format!("loading checkpoint {}", path.display()))?;
     let Some(training) = file.training else {
         bail!("{}: a model file without training state; --resume needs a file written by --checkpoint", path.display());
     };
-    let mut model = file.model;
-    let (epoch, batch) = model
-        .restore_training_at(&training)
+    let (mut trainer, epoch, batch) = Trainer::restore_at(file.model, &training)
         .with_context(|| format!("restoring the training state of {}", path.display()))?;
-    if let (Some(lr), Some(opt)) = (lr, model.optimizer_mut()) {
+    if let Some(lr) = lr {
+        let opt = trainer.optimizer_mut();
         let mut cfg = opt.config;
         cfg.learning_rate = lr;
         cfg.validate()?;
         opt.set_learning_rate(lr);
     }
-    Ok((model, Start { epoch, batch }))
+    Ok((trainer, Start { epoch, batch }))
 }
 
 /// Adds what to do next to a divergence error: resume from the last good checkpoint, or
@@ -301,7 +304,7 @@ fn divergence_hint(e: anyhow::Error, a: &Args, last_good: &LastGood) -> anyhow::
     if !diverged {
         return e;
     }
-    let hint = match (&*last_good.borrow(), &a.checkpoint) {
+    let hint = match (&*lock(last_good), &a.checkpoint) {
         (Some((p, epochs)), _) => format!(
             "the last good checkpoint is {} (after epoch {epochs}); continue from it with --resume {} and a lower --lr",
             p.display(),
@@ -348,23 +351,22 @@ fn interrupted_path(a: &Args) -> PathBuf {
 /// command exit with code 130.
 fn save_interrupted(
     a: &Args,
-    model: &Model,
+    trainer: &Trainer,
     prep: &Preprocessing,
     at: Interruption,
     batches: Option<usize>,
 ) -> Result<()> {
     let path = interrupted_path(a);
-    let state = model.training_state_at(at.epoch, at.batches_done)?;
+    let state = trainer.training_state_at(at.epoch, at.batches_done);
     let prep = serde_json::to_value(prep)?;
-    stacklstm::io::native::save_checkpoint(&path, model, Some(&prep), Some(&state)).with_context(
-        || {
+    stacklstm::io::native::save_checkpoint(&path, trainer.model(), Some(&prep), Some(&state))
+        .with_context(|| {
             format!(
                 "interrupted at epoch {}, but writing the checkpoint {} failed",
                 at.epoch + 1,
                 path.display()
             )
-        },
-    )?;
+        })?;
     let of = batches.map_or(String::new(), |n| format!(" of {n}"));
     let whence = if a.checkpoint.is_some() {
         String::new()
@@ -514,8 +516,7 @@ fn train_series(a: &Args) -> Result<()> {
                 a.horizon * nt,
                 false,
             )?;
-            let mut m = s.build()?;
-            m.compile_with_metrics(
+            let m = s.build()?.compile_with_metrics(
                 series_loss(&a.loss)?,
                 optimizer(a)?,
                 &[Metric::Mae, Metric::Rmse],
@@ -541,7 +542,7 @@ fn train_series(a: &Args) -> Result<()> {
             windows.test.as_ref().map_or(0, |w| w.len())
         );
     }
-    let last_good: LastGood = Rc::new(RefCell::new(a.resume.clone().map(|p| (p, start.epoch))));
+    let last_good: LastGood = Arc::new(Mutex::new(a.resume.clone().map(|p| (p, start.epoch))));
     let stop = stop_on_ctrl_c()?;
     let mut fit = Fit::new()
         .epochs(a.epochs)
@@ -555,7 +556,7 @@ fn train_series(a: &Args) -> Result<()> {
     }
     fit.callbacks = callbacks(a, &prep, &last_good)?;
     let history = model
-        .fit(&windows.train.x, &windows.train.y.clone().into_dyn(), fit)
+        .fit(&windows.train.x, &windows.train.y, fit)
         .map_err(anyhow::Error::from)
         .map_err(|e| divergence_hint(e, a, &last_good))?;
     if let Some(at) = history.interrupted {
@@ -652,9 +653,12 @@ fn train_text(a: &Args) -> Result<()> {
             if !matches!(spec.layers.first(), Some(LayerSpec::Embedding(_))) {
                 bail!("a language model architecture must start with an Embedding layer");
             }
-            let mut m = spec.build()?;
             let loss = Loss::SparseCategoricalCrossentropy { from_logits: true };
-            m.compile_with_metrics(loss, optimizer(a)?, &[Metric::Accuracy, Metric::Perplexity])?;
+            let m = spec.build()?.compile_with_metrics(
+                loss,
+                optimizer(a)?,
+                &[Metric::Accuracy, Metric::Perplexity],
+            )?;
             (m, Start::default(), vocab)
         }
     };
@@ -680,7 +684,7 @@ fn train_text(a: &Args) -> Result<()> {
             val_ids.len()
         );
     }
-    let last_good: LastGood = Rc::new(RefCell::new(a.resume.clone().map(|p| (p, start.epoch))));
+    let last_good: LastGood = Arc::new(Mutex::new(a.resume.clone().map(|p| (p, start.epoch))));
     let stop = stop_on_ctrl_c()?;
     let opts = StreamFit {
         epochs: a.epochs,

@@ -69,8 +69,12 @@ pub fn to_bytes(
 ) -> Result<Vec<u8>> {
     let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
     for layer in model.layers() {
-        for (w, shape, data) in layer.weights() {
-            tensors.push((format!("{}/{w}", layer.name()), shape, data));
+        for w in layer.weights() {
+            tensors.push((
+                format!("{}/{}", layer.name(), w.name),
+                w.shape.to_vec(),
+                w.values,
+            ));
         }
     }
     let training_json = match training {

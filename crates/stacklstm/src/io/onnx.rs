@@ -22,6 +22,10 @@
 mod proto;
 
 use crate::error::{Error, Result};
+use crate::layers::dense::DenseLayer;
+use crate::layers::dropout::DropoutLayer;
+use crate::layers::lstm::LstmLayer;
+use crate::model::Model;
 use proto::{Attr, Dim, Msg};
 
 /// The ONNX IR version written (IR 8 goes with opsets up to 18).
@@ -579,35 +583,51 @@ fn dense_activation(
     })
 }
 
-/// The layers of a built model, ready for [`export_onnx`].
-pub fn layers_of(model: &crate::model::Model) -> Vec<OnnxLayer> {
-    use crate::model::Layer;
-    model
-        .layers()
-        .iter()
-        .filter_map(|layer| match layer {
-            Layer::Lstm(l) => Some(OnnxLayer::Lstm {
-                input_size: l.kernel.len() / (4 * l.spec.units).max(1),
-                units: l.spec.units,
-                kernel: l.kernel.clone(),
-                recurrent_kernel: l.recurrent_kernel.clone(),
-                bias: l.spec.use_bias.then(|| l.bias.clone()),
-                return_sequences: l.spec.return_sequences,
-                activation: l.spec.activation.name().to_string(),
-                recurrent_activation: l.spec.recurrent_activation.name().to_string(),
-            }),
-            Layer::Dense(d) => Some(OnnxLayer::Dense {
-                input_size: d.input_width,
-                units: d.spec.units,
-                kernel: d.kernel.clone(),
-                bias: d.spec.use_bias.then(|| d.bias.clone()),
-                activation: d.spec.activation.name().to_string(),
-            }),
-            // Dropout is the identity at inference; other layers have no ONNX mapping here
-            // (export_model reports them).
-            _ => None,
-        })
-        .collect()
+/// The layers of a built model, ready for [`export_onnx`]: an LSTM or Dense layer maps to
+/// an [`OnnxLayer`], an inference-time identity (Dropout) to nothing, anything else to an
+/// error naming it.
+fn layers_of(model: &Model) -> Result<Vec<OnnxLayer>> {
+    let mut out = Vec::new();
+    for layer in model.layers() {
+        let any = layer.as_any();
+        let values = |k: usize| layer.weights().get(k).map(|w| w.values.to_vec());
+        if let Some(l) = any.downcast_ref::<LstmLayer>() {
+            let spec = l.spec();
+            if spec.stateful {
+                return Err(Error::UnsupportedFormat {
+                    found: format!("ONNX export of stateful LSTM '{}'", layer.name()),
+                    supported: "stateless LSTMs (each sequence starts from zero state)".into(),
+                });
+            }
+            out.push(OnnxLayer::Lstm {
+                input_size: l.input_width(),
+                units: spec.units,
+                kernel: values(0).unwrap_or_default(),
+                recurrent_kernel: values(1).unwrap_or_default(),
+                bias: if spec.use_bias { values(2) } else { None },
+                return_sequences: spec.return_sequences,
+                activation: spec.activation.name().to_string(),
+                recurrent_activation: spec.recurrent_activation.name().to_string(),
+            });
+        } else if let Some(d) = any.downcast_ref::<DenseLayer>() {
+            let spec = d.spec();
+            let w = layer.weights();
+            out.push(OnnxLayer::Dense {
+                input_size: w[0].shape[0],
+                units: spec.units,
+                kernel: values(0).unwrap_or_default(),
+                bias: if spec.use_bias { values(1) } else { None },
+                activation: spec.activation.name().to_string(),
+            });
+        } else if !any.is::<DropoutLayer>() {
+            // Dropout is the identity at inference.
+            return Err(Error::UnsupportedFormat {
+                found: format!("ONNX export of layer '{}' ({})", layer.name(), layer.kind()),
+                supported: "ONNX export of LSTM, Dense and Dropout (identity) layers".into(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Exports a built model as ONNX bytes (input `x` `[batch, T, F]`, output `y`).
@@ -615,30 +635,8 @@ pub fn layers_of(model: &crate::model::Model) -> Vec<OnnxLayer> {
 /// # Errors
 /// [`Error::UnsupportedFormat`] for a layer or activation ONNX cannot express here, or a
 /// model over protobuf's 2 GiB limit.
-pub fn export_model(model: &crate::model::Model) -> Result<Vec<u8>> {
-    use crate::model::Layer;
-    let other: Vec<String> = model
-        .layers()
-        .iter()
-        .filter(|l| !matches!(l, Layer::Lstm(_) | Layer::Dense(_) | Layer::Dropout(_)))
-        .map(|l| format!("layer '{}' ({})", l.name(), l.kind()))
-        .collect();
-    if !other.is_empty() {
-        return Err(Error::UnsupportedFormat {
-            found: format!("ONNX export of {}", other.join(", ")),
-            supported: "ONNX export of LSTM, Dense and Dropout (identity) layers".into(),
-        });
-    }
-    if let Some(l) = model.layers().iter().find_map(|l| match l {
-        Layer::Lstm(l) if l.spec.stateful => Some(l.name.clone()),
-        _ => None,
-    }) {
-        return Err(Error::UnsupportedFormat {
-            found: format!("ONNX export of stateful LSTM '{l}'"),
-            supported: "stateless LSTMs (each sequence starts from zero state)".into(),
-        });
-    }
-    let layers = layers_of(model);
+pub fn export_model(model: &Model) -> Result<Vec<u8>> {
+    let layers = layers_of(model)?;
     let (t, f) = model.input_shape();
     export_onnx(&layers, t, f, &model.spec().name)
 }

@@ -24,7 +24,8 @@ use super::Arch;
 use crate::error::{shape_str, Error, Result};
 use crate::layers::dense::Dense;
 use crate::layers::lstm::Lstm;
-use crate::model::{LayerSpec, Model, Sequential};
+use crate::layers::LayerSpec;
+use crate::model::{Model, Sequential};
 
 /// One sub-layer of an `nn.LSTM`.
 #[derive(Debug, Default, Clone)]
@@ -380,12 +381,7 @@ pub fn from_parts(header: &Header, data: &[u8], arch: Option<&Arch>, file: &str)
         if let Some(i) = i {
             weights.extend(layer_weights(&srcs[*i], layer, name, width, data, file)?);
         }
-        width = match layer {
-            LayerSpec::Lstm(l) => l.units,
-            LayerSpec::Dense(d) => d.units,
-            LayerSpec::Embedding(e) => e.output_dim,
-            _ => width,
-        };
+        width = layer.config().output_width(width);
     }
     spec.build_with_weights(&weights)
 }

@@ -19,17 +19,12 @@
 //! (sigmoid, tanh) case, compiled three times (AVX-512, AVX2+FMA, baseline) and chosen at
 //! run time, so a portable binary gets vector code.
 
-use crate::activation::Activation;
+use crate::kernels::activation::Activation;
 use crate::kernels::math::{sigmoid_fast, tanh_fast};
 
-/// Offset (in blocks of `H`) of the input gate.
-pub const GATE_I: usize = 0;
-/// Offset (in blocks of `H`) of the forget gate.
+/// Offset (in blocks of `H`) of the forget gate: the gates of one row are the blocks
+/// i, f, c, o (Keras' order), each `H` wide.
 pub const GATE_F: usize = 1;
-/// Offset (in blocks of `H`) of the cell candidate.
-pub const GATE_C: usize = 2;
-/// Offset (in blocks of `H`) of the output gate.
-pub const GATE_O: usize = 3;
 
 /// Buffers of one forward step. Shapes in comments.
 pub struct StepForward<'a> {

@@ -139,6 +139,7 @@ fn par(m: usize, n: usize, k: usize) -> Par {
 }
 
 /// Reference `sgemm`: the textbook triple loop in `f64`, the oracle for tests.
+#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 pub fn sgemm_naive(
     ta: Trans,

@@ -43,6 +43,7 @@ macro_rules! dispatch {
 }
 pub(crate) use dispatch;
 
+pub mod activation;
 pub mod gates;
 mod gemv;
 pub mod math;

@@ -98,6 +98,16 @@ super::dispatch!(
     (z: &mut [f32], shift: f32) -> f32
 );
 
+/// Numerically stable softmax of one row, in place.
+pub(crate) fn softmax_in_place(row: &mut [f32]) {
+    let m = max(row);
+    let sum = exp_sum_in_place(row, m);
+    let inv = 1.0 / sum;
+    for v in row.iter_mut() {
+        *v *= inv;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,14 +10,19 @@
 //! d kernel += xᵀ · dz   d bias += Σ_rows dz   dx = dz · kernelᵀ
 //! ```
 
+use std::any::Any;
+
 use serde::{Deserialize, Serialize};
 
-use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::init::{glorot_uniform, Rng};
+use crate::kernels::activation::Activation;
 use crate::kernels::matmul::{sgemm, Trans};
-use crate::kernels::softmax;
-use crate::layers::check_size;
+use crate::kernels::softmax::softmax_in_place;
+use crate::layers::{
+    cache_mut, cache_ref, check_size, Backward, Cache, Layer, LayerConfig, OutShape, Part,
+    StackInput, State, Weight,
+};
 
 /// Specification of a Dense layer.
 ///
@@ -35,6 +40,9 @@ pub struct Dense {
     pub use_bias: bool,
     /// Layer name; Keras-style defaults (`dense`, `dense_1`, ...) when `None`.
     pub name: Option<String>,
+    /// Whether training updates the weights (Keras `trainable`, default true).
+    #[serde(skip_serializing_if = "crate::layers::is_true")]
+    pub trainable: bool,
 }
 
 impl Default for Dense {
@@ -44,6 +52,7 @@ impl Default for Dense {
             activation: Activation::Linear,
             use_bias: true,
             name: None,
+            trainable: true,
         }
     }
 }
@@ -76,6 +85,13 @@ impl Dense {
         self
     }
 
+    /// Sets `trainable` (false: training leaves the weights as they are).
+    #[must_use]
+    pub fn trainable(mut self, on: bool) -> Self {
+        self.trainable = on;
+        self
+    }
+
     /// Number of weights for input width `d`.
     pub fn param_count(&self, d: usize) -> usize {
         d * self.units + if self.use_bias { self.units } else { 0 }
@@ -95,23 +111,82 @@ impl Dense {
     }
 }
 
-/// A built Dense layer with its weights and gradients.
+/// A built Dense layer with its weights.
 #[derive(Debug, Clone)]
 pub struct DenseLayer {
-    /// The options it was built from.
-    pub spec: Dense,
-    /// Layer name.
-    pub name: String,
+    spec: Dense,
+    name: String,
     /// Input width `D`.
-    pub input_width: usize,
+    input_width: usize,
     /// `[D, U]`.
-    pub kernel: Vec<f32>,
+    kernel: Vec<f32>,
     /// `[U]`; empty when `use_bias` is false.
-    pub bias: Vec<f32>,
-    /// Gradient of `kernel`.
-    pub grad_kernel: Vec<f32>,
-    /// Gradient of `bias`.
-    pub grad_bias: Vec<f32>,
+    bias: Vec<f32>,
+    /// Keras shapes of `kernel` and `bias`.
+    shapes: ([usize; 2], [usize; 1]),
+}
+
+/// What forward keeps for backward.
+#[derive(Debug, Default)]
+struct DenseCache {
+    /// `[N, U]`: the output, post-activation.
+    y: Vec<f32>,
+    /// `[N, U]`: `dz` of the last backward (unused for a linear layer, whose `dz` is `dy`).
+    dz: Vec<f32>,
+}
+
+impl LayerConfig for Dense {
+    fn kind(&self) -> &'static str {
+        "Dense"
+    }
+    fn default_prefix(&self) -> &'static str {
+        "dense"
+    }
+    fn explicit_name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+    fn trainable(&self) -> bool {
+        self.trainable
+    }
+    fn set_trainable(&mut self, on: bool) {
+        self.trainable = on;
+    }
+    fn output_width(&self, _: usize) -> usize {
+        self.units
+    }
+    fn output_shape(&self, name: &str, input: &StackInput<'_>) -> Result<OutShape> {
+        self.validate(name, input.shape.width)?;
+        Ok(OutShape {
+            seq: input.shape.seq,
+            width: self.units,
+        })
+    }
+    fn weight_shapes(
+        &self,
+        name: &str,
+        input_width: usize,
+    ) -> Result<Vec<(&'static str, Vec<usize>)>> {
+        self.validate(name, input_width)?;
+        let mut w = vec![("kernel", vec![input_width, self.units])];
+        if self.use_bias {
+            w.push(("bias", vec![self.units]));
+        }
+        Ok(w)
+    }
+    fn build(
+        &self,
+        name: String,
+        input: OutShape,
+        rng: &mut Rng,
+        _: bool,
+    ) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(DenseLayer::build(
+            self.clone(),
+            name,
+            input.width,
+            rng,
+        )?))
+    }
 }
 
 impl DenseLayer {
@@ -127,30 +202,26 @@ impl DenseLayer {
         } else {
             Vec::new()
         };
-        let mut l = DenseLayer {
+        let shapes = ([input_width, spec.units], [spec.units]);
+        Ok(DenseLayer {
             spec,
             name,
             input_width,
             kernel,
             bias,
-            grad_kernel: Vec::new(),
-            grad_bias: Vec::new(),
-        };
-        l.zero_grad();
-        Ok(l)
+            shapes,
+        })
     }
 
-    /// Sets the gradients to zero.
-    pub fn zero_grad(&mut self) {
-        self.grad_kernel.clear();
-        self.grad_kernel.resize(self.kernel.len(), 0.0);
-        self.grad_bias.clear();
-        self.grad_bias.resize(self.bias.len(), 0.0);
+    /// The options it was built from.
+    pub fn spec(&self) -> &Dense {
+        &self.spec
     }
 
     /// `y [N, U] = act(x [N, D] · kernel + bias)`.
-    pub(crate) fn forward(&self, x: &[f32], n: usize, y: &mut Vec<f32>) {
+    fn forward_rows(&self, x: &[f32], y: &mut Vec<f32>) {
         let (d, u) = (self.input_width, self.spec.units);
+        let n = x.len() / d;
         y.clear();
         y.resize(n * u, 0.0);
         if self.spec.use_bias {
@@ -185,44 +256,9 @@ impl DenseLayer {
         }
     }
 
-    /// Backward of `forward`: `y` is the cached output, `dy` its gradient. `dz` is
-    /// scratch (unused for a linear layer). Accumulates weight gradients and writes `dx [N, D]` when asked.
-    #[cfg(test)]
-    pub(crate) fn backward(
-        &mut self,
-        x: &[f32],
-        y: &[f32],
-        dy: &[f32],
-        dz: &mut Vec<f32>,
-        dx: Option<&mut Vec<f32>>,
-    ) {
-        let mut grads = [
-            std::mem::take(&mut self.grad_kernel),
-            std::mem::take(&mut self.grad_bias),
-        ];
-        self.backward_into(x, y, dy, dz, dx, &mut grads);
-        [self.grad_kernel, self.grad_bias] = grads;
-    }
-
-    /// [`backward`](Self::backward) accumulating into `grads` (`[d kernel, d bias]`, sized
-    /// like the weights) instead of the layer's own gradients.
-    pub(crate) fn backward_into(
-        &self,
-        x: &[f32],
-        y: &[f32],
-        dy: &[f32],
-        scratch: &mut Vec<f32>,
-        dx: Option<&mut Vec<f32>>,
-        grads: &mut [Vec<f32>; 2],
-    ) {
-        self.backward_data(y, dy, scratch, dx);
-        let dz = self.dz(dy, scratch);
-        self.backward_weights(x, dz, grads);
-    }
-
     /// `dz` of the last [`backward_data`](Self::backward_data): `dy` itself for a linear
     /// layer, else `scratch`.
-    pub(crate) fn dz<'a>(&self, dy: &'a [f32], scratch: &'a [f32]) -> &'a [f32] {
+    fn dz<'a>(&self, dy: &'a [f32], scratch: &'a [f32]) -> &'a [f32] {
         if self.spec.activation == Activation::Linear {
             dy
         } else {
@@ -232,7 +268,7 @@ impl DenseLayer {
 
     /// The first half of backward: `dz` (into `scratch`, unless linear: see
     /// [`dz`](Self::dz)) and `dx` `[N, D]` when asked.
-    pub(crate) fn backward_data(
+    fn backward_data(
         &self,
         y: &[f32],
         dy: &[f32],
@@ -283,10 +319,10 @@ impl DenseLayer {
     }
 
     /// The second half of backward: `d kernel += xᵀ · dz`, `d bias += Σ_rows dz`.
-    pub(crate) fn backward_weights(&self, x: &[f32], dz: &[f32], grads: &mut [Vec<f32>; 2]) {
-        let [grad_kernel, grad_bias] = grads;
+    fn backward_weights(&self, x: &[f32], dz: &[f32], grads: &mut [Vec<f32>]) {
         let (d, u) = (self.input_width, self.spec.units);
         let n = dz.len() / u;
+        let (grad_kernel, rest) = grads.split_at_mut(1);
         sgemm(
             Trans::Yes,
             Trans::No,
@@ -299,10 +335,10 @@ impl DenseLayer {
             dz,
             u,
             1.0,
-            grad_kernel,
+            &mut grad_kernel[0],
             u,
         );
-        if self.spec.use_bias {
+        if let Some(grad_bias) = rest.first_mut() {
             for row in dz.chunks_exact(u) {
                 for (g, v) in grad_bias.iter_mut().zip(row) {
                     *g += v;
@@ -310,29 +346,85 @@ impl DenseLayer {
             }
         }
     }
+}
 
-    /// [`backward_weights`](Self::backward_weights) for several parts of a batch (`(x,
-    /// dz)` pairs, summed in order) on two threads: one takes the first half of the kernel
-    /// gradient's rows (input features) and of the bias, the other the rest, so each
-    /// product runs on one core and no element depends on thread timing.
-    pub(crate) fn backward_weights_parts(
-        &self,
-        parts: &[(&[f32], &[f32])],
-        grads: &mut [Vec<f32>; 2],
-    ) {
-        let [grad_kernel, grad_bias] = grads;
+impl Layer for DenseLayer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "Dense"
+    }
+    fn clone_layer(&self) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn weights(&self) -> Vec<Weight<'_>> {
+        let mut w = vec![Weight {
+            name: "kernel",
+            shape: &self.shapes.0,
+            values: &self.kernel,
+        }];
+        if self.spec.use_bias {
+            w.push(Weight {
+                name: "bias",
+                shape: &self.shapes.1,
+                values: &self.bias,
+            });
+        }
+        w
+    }
+    fn weights_mut(&mut self) -> Vec<&mut [f32]> {
+        let mut w: Vec<&mut [f32]> = vec![&mut self.kernel];
+        if self.spec.use_bias {
+            w.push(&mut self.bias);
+        }
+        w
+    }
+    fn new_cache(&self) -> Box<dyn Cache> {
+        Box::<DenseCache>::default()
+    }
+    fn forward(&self, x: &[f32], _: usize, _: usize, _: Option<&State>, cache: &mut dyn Cache) {
+        self.forward_rows(x, &mut cache_mut::<DenseCache>(cache).y);
+    }
+    fn output<'c>(&self, cache: &'c dyn Cache) -> &'c [f32] {
+        &cache_ref::<DenseCache>(cache).y
+    }
+    fn backward(&self, pass: Backward<'_>) {
+        let c: &mut DenseCache = cache_mut(pass.cache);
+        self.backward_data(&c.y, pass.dy, &mut c.dz, pass.dx);
+        if let Some(grads) = pass.grads {
+            let dz = self.dz(pass.dy, &c.dz);
+            self.backward_weights(pass.x, dz, grads);
+        }
+    }
+    /// An output layer (a vocabulary-wide softmax head, say) forms its weight gradient
+    /// once after the batch parts: no second copy of it.
+    fn defers_weight_grads(&self, first: bool, last: bool) -> bool {
+        last && !first
+    }
+    /// The parts' `(x, dz)` summed in order on two threads: one takes the first half of
+    /// the kernel gradient's rows (input features) and of the bias, the other the rest,
+    /// so each product runs on one core and no element depends on thread timing.
+    fn weight_grads_of_parts(&self, parts: &[Part<'_>], grads: &mut [Vec<f32>]) {
+        let parts: Vec<(&[f32], &[f32])> = parts
+            .iter()
+            .map(|p| (p.x, self.dz(p.dy, &cache_ref::<DenseCache>(p.cache).dz)))
+            .collect();
         let (d, u) = (self.input_width, self.spec.units);
         let (d0, u0) = (d / 2, u / 2);
-        let (gk0, gk1) = grad_kernel.split_at_mut(d0 * u);
-        let (gb0, gb1) = if self.spec.use_bias {
-            grad_bias.split_at_mut(u0)
-        } else {
-            (&mut [][..], &mut [][..])
+        let (grad_kernel, rest) = grads.split_at_mut(1);
+        let (gk0, gk1) = grad_kernel[0].split_at_mut(d0 * u);
+        let (gb0, gb1) = match rest.first_mut() {
+            Some(gb) => gb.split_at_mut(u0),
+            None => (&mut [][..], &mut [][..]),
         };
         // Rows [r0, r0 + rows) of d kernel and bias columns [c0, c0 + gb.len()).
         let run = |r0: usize, rows: usize, gk: &mut [f32], c0: usize, gb: &mut [f32]| {
             crate::kernels::sequential(|| {
-                for &(x, dz) in parts {
+                for &(x, dz) in &parts {
                     let n = dz.len() / u;
                     if rows > 0 {
                         sgemm(
@@ -361,35 +453,33 @@ impl DenseLayer {
         };
         rayon::join(|| run(0, d0, gk0, 0, gb0), || run(d0, d - d0, gk1, u0, gb1));
     }
-
-    /// The weights as Keras orders them: kernel, bias (if any).
-    pub fn weights(&self) -> Vec<(&'static str, Vec<usize>, &[f32])> {
-        let mut w = vec![(
-            "kernel",
-            vec![self.input_width, self.spec.units],
-            self.kernel.as_slice(),
-        )];
-        if self.spec.use_bias {
-            w.push(("bias", vec![self.spec.units], self.bias.as_slice()));
-        }
-        w
-    }
-}
-
-/// Numerically stable softmax of one row.
-pub(crate) fn softmax_in_place(row: &mut [f32]) {
-    let m = softmax::max(row);
-    let sum = softmax::exp_sum_in_place(row, m);
-    let inv = 1.0 / sum;
-    for v in row.iter_mut() {
-        *v *= inv;
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::layers::test_util::{fd_check, rand_vec};
+
+    /// Output and gradients (input, kernel, bias) of `L = Σ w ⊙ y` on `n` rows.
+    fn run(l: &DenseLayer, x: &[f32], w: &[f32], grads: &mut [Vec<f32>]) -> (f64, Vec<f32>) {
+        let mut cache = l.new_cache();
+        l.forward(x, 1, 0, None, &mut *cache);
+        let loss = l
+            .output(&*cache)
+            .iter()
+            .zip(w)
+            .map(|(a, b)| f64::from(*a) * f64::from(*b))
+            .sum::<f64>();
+        let mut dx = Vec::new();
+        l.backward(Backward {
+            x,
+            dy: w,
+            cache: &mut *cache,
+            dx: Some(&mut dx),
+            grads: Some(grads),
+        });
+        (loss, dx)
+    }
 
     fn check(spec: Dense) {
         let (n, d) = (5, 4);
@@ -400,34 +490,66 @@ mod tests {
         }
         let x = rand_vec(&mut rng, n * d, 1.0);
         let w = rand_vec(&mut rng, n * l.spec.units, 1.0);
-        let loss = |l: &DenseLayer, x: &[f32]| {
-            let mut y = Vec::new();
-            l.forward(x, n, &mut y);
-            y.iter()
-                .zip(&w)
-                .map(|(a, b)| f64::from(*a) * f64::from(*b))
-                .sum::<f64>()
-        };
-        let mut y = Vec::new();
-        l.forward(&x, n, &mut y);
-        let (mut dz, mut dx) = (Vec::new(), Vec::new());
-        l.backward(&x, &y, &w, &mut dz, Some(&mut dx));
-        let base = l.clone();
+        let mut grads: Vec<Vec<f32>> = l
+            .weights()
+            .iter()
+            .map(|w| vec![0.0; w.values.len()])
+            .collect();
+        let (_, dx) = run(&l, &x, &w, &mut grads);
+        let loss = |l: &DenseLayer, x: &[f32]| run(l, x, &w, &mut grads.clone()).0;
         fd_check("input", &dx, x.len(), |i, e| {
             let mut x2 = x.clone();
             x2[i] += e;
-            loss(&base, &x2)
+            loss(&l, &x2)
         });
-        fd_check("kernel", &base.grad_kernel, base.kernel.len(), |i, e| {
-            let mut l2 = base.clone();
+        fd_check("kernel", &grads[0], l.kernel.len(), |i, e| {
+            let mut l2 = l.clone();
             l2.kernel[i] += e;
             loss(&l2, &x)
         });
-        fd_check("bias", &base.grad_bias, base.bias.len(), |i, e| {
-            let mut l2 = base.clone();
-            l2.bias[i] += e;
-            loss(&l2, &x)
-        });
+        if l.spec.use_bias {
+            fd_check("bias", &grads[1], l.bias.len(), |i, e| {
+                let mut l2 = l.clone();
+                l2.bias[i] += e;
+                loss(&l2, &x)
+            });
+        }
+        // Weight gradients formed after two batch parts equal the one-pass ones.
+        if l.spec.use_bias {
+            let mut c0 = l.new_cache();
+            let mut c1 = l.new_cache();
+            let split = 2 * d;
+            for (c, xs, ws) in [
+                (&mut c0, &x[..split], &w[..2 * l.spec.units]),
+                (&mut c1, &x[split..], &w[2 * l.spec.units..]),
+            ] {
+                l.forward(xs, 1, 0, None, &mut **c);
+                l.backward(Backward {
+                    x: xs,
+                    dy: ws,
+                    cache: &mut **c,
+                    dx: None,
+                    grads: None,
+                });
+            }
+            let parts = [
+                Part {
+                    x: &x[..split],
+                    dy: &w[..2 * l.spec.units],
+                    cache: &*c0,
+                },
+                Part {
+                    x: &x[split..],
+                    dy: &w[2 * l.spec.units..],
+                    cache: &*c1,
+                },
+            ];
+            let mut after: Vec<Vec<f32>> = grads.iter().map(|g| vec![0.0; g.len()]).collect();
+            l.weight_grads_of_parts(&parts, &mut after);
+            for (a, g) in after.iter().flatten().zip(grads.iter().flatten()) {
+                assert!((a - g).abs() <= 1e-5 * (1.0 + g.abs()), "{a} vs {g}");
+            }
+        }
     }
 
     #[test]

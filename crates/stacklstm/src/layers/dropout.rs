@@ -3,10 +3,17 @@
 //! identity. On a sequence every element of every timestep draws its own mask (Keras'
 //! default `noise_shape`).
 
+use std::any::Any;
+use std::ops::Range;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::init::Rng;
+use crate::layers::{
+    cache_mut, cache_ref, copy_time_major_rows, Backward, Cache, Layer, LayerConfig, OutShape,
+    StackInput, State, Weight,
+};
 
 /// Specification of a Dropout layer.
 ///
@@ -61,10 +68,131 @@ impl Dropout {
 /// A built Dropout layer (it has no weights).
 #[derive(Debug, Clone)]
 pub struct DropoutLayer {
+    spec: Dropout,
+    name: String,
+    /// The input's shape: a sequence draws a mask per timestep.
+    input: OutShape,
+}
+
+impl DropoutLayer {
     /// The options it was built from.
-    pub spec: Dropout,
-    /// Layer name.
-    pub name: String,
+    pub fn spec(&self) -> &Dropout {
+        &self.spec
+    }
+}
+
+/// What forward keeps.
+#[derive(Debug, Default)]
+struct DropoutCache {
+    /// Time-major like the input: the mask (0 or `1 / (1 - rate)`); empty at inference.
+    mask: Vec<f32>,
+    /// The output: `x ⊙ mask`, or `x` at inference.
+    y: Vec<f32>,
+}
+
+impl LayerConfig for Dropout {
+    fn kind(&self) -> &'static str {
+        "Dropout"
+    }
+    fn default_prefix(&self) -> &'static str {
+        "dropout"
+    }
+    fn explicit_name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+    fn output_width(&self, input_width: usize) -> usize {
+        input_width
+    }
+    fn output_shape(&self, name: &str, input: &StackInput<'_>) -> Result<OutShape> {
+        self.validate(name)?;
+        Ok(input.shape)
+    }
+    fn weight_shapes(&self, name: &str, _: usize) -> Result<Vec<(&'static str, Vec<usize>)>> {
+        self.validate(name)?;
+        Ok(Vec::new())
+    }
+    fn build(&self, name: String, input: OutShape, _: &mut Rng, _: bool) -> Result<Box<dyn Layer>> {
+        self.validate(&name)?;
+        Ok(Box::new(DropoutLayer {
+            spec: self.clone(),
+            name,
+            input,
+        }))
+    }
+}
+
+impl Layer for DropoutLayer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "Dropout"
+    }
+    fn clone_layer(&self) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn weights(&self) -> Vec<Weight<'_>> {
+        Vec::new()
+    }
+    fn weights_mut(&mut self) -> Vec<&mut [f32]> {
+        Vec::new()
+    }
+    fn new_cache(&self) -> Box<dyn Cache> {
+        Box::<DropoutCache>::default()
+    }
+    fn forward(&self, x: &[f32], _: usize, _: usize, _: Option<&State>, cache: &mut dyn Cache) {
+        let c: &mut DropoutCache = cache_mut(cache);
+        c.y.clear();
+        if c.mask.is_empty() {
+            c.y.extend_from_slice(x);
+        } else {
+            c.y.extend(x.iter().zip(&c.mask).map(|(v, k)| v * k));
+        }
+    }
+    fn output<'c>(&self, cache: &'c dyn Cache) -> &'c [f32] {
+        &cache_ref::<DropoutCache>(cache).y
+    }
+    fn backward(&self, pass: Backward<'_>) {
+        let c: &DropoutCache = cache_ref(pass.cache);
+        if let Some(dx) = pass.dx {
+            dx.clear();
+            if c.mask.is_empty() {
+                dx.extend_from_slice(pass.dy);
+            } else {
+                dx.extend(pass.dy.iter().zip(&c.mask).map(|(g, k)| g * k));
+            }
+        }
+    }
+    fn draw_masks(&self, rng: &mut Rng, t: usize, b: usize, cache: &mut dyn Cache) {
+        let c: &mut DropoutCache = cache_mut(cache);
+        c.mask.clear();
+        if self.spec.rate > 0.0 {
+            let rows = if self.input.seq { t * b } else { b };
+            draw_mask(rng, self.spec.rate, rows * self.input.width, &mut c.mask);
+        }
+    }
+    fn clear_masks(&self, cache: &mut dyn Cache) {
+        cache_mut::<DropoutCache>(cache).mask.clear();
+    }
+    fn copy_mask_rows(
+        &self,
+        full: &dyn Cache,
+        rows: Range<usize>,
+        t: usize,
+        b: usize,
+        part: &mut dyn Cache,
+    ) {
+        let src = &cache_ref::<DropoutCache>(full).mask;
+        let dst = &mut cache_mut::<DropoutCache>(part).mask;
+        dst.clear();
+        if !src.is_empty() {
+            let steps = if self.input.seq { t } else { 1 };
+            copy_time_major_rows(src, rows, steps, b, self.input.width, dst);
+        }
+    }
 }
 
 /// Fills `mask` with `n` values: 0 with probability `rate`, else `1 / (1 - rate)`.

@@ -4,11 +4,17 @@
 //! `output_dim`. Input ids arrive as the single feature of a `[batch, timesteps, 1]` input
 //! (exact as f32 up to 2^24, far above [`MAX_VOCAB`]). Backward scatters: `d table[id] += dy`.
 
+use std::any::Any;
+
+use ndarray::ArrayView3;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::init::Rng;
-use crate::layers::check_size;
+use crate::layers::{
+    cache_mut, cache_ref, check_size, Backward, Cache, Layer, LayerConfig, OutShape, Part,
+    StackInput, State, Weight,
+};
 
 /// The largest vocabulary an Embedding accepts (10 million ids).
 pub const MAX_VOCAB: usize = 10_000_000;
@@ -27,6 +33,9 @@ pub struct Embedding {
     pub output_dim: usize,
     /// Layer name; `embedding` by default.
     pub name: Option<String>,
+    /// Whether training updates the table (Keras `trainable`, default true).
+    #[serde(skip_serializing_if = "crate::layers::is_true")]
+    pub trainable: bool,
 }
 
 impl Default for Embedding {
@@ -35,6 +44,7 @@ impl Default for Embedding {
             input_dim: 1,
             output_dim: 1,
             name: None,
+            trainable: true,
         }
     }
 }
@@ -46,13 +56,19 @@ impl Embedding {
         Embedding {
             input_dim,
             output_dim,
-            name: None,
+            ..Embedding::default()
         }
     }
     /// Sets the layer name.
     #[must_use]
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+    /// Sets `trainable` (false: training leaves the table as it is).
+    #[must_use]
+    pub fn trainable(mut self, on: bool) -> Self {
+        self.trainable = on;
         self
     }
 
@@ -76,17 +92,63 @@ impl Embedding {
     }
 }
 
-/// A built Embedding with its table and gradient.
+/// A built Embedding with its table.
 #[derive(Debug, Clone)]
 pub struct EmbeddingLayer {
-    /// The options it was built from.
-    pub spec: Embedding,
-    /// Layer name.
-    pub name: String,
+    spec: Embedding,
+    name: String,
     /// `[V, E]`.
-    pub embeddings: Vec<f32>,
-    /// Gradient of `embeddings`.
-    pub grad_embeddings: Vec<f32>,
+    embeddings: Vec<f32>,
+    /// `[V, E]`, the Keras shape of `embeddings`.
+    shape: [usize; 2],
+}
+
+/// What forward keeps: the looked-up vectors `[N, E]`.
+#[derive(Debug, Default)]
+struct EmbeddingCache {
+    y: Vec<f32>,
+}
+
+impl LayerConfig for Embedding {
+    fn kind(&self) -> &'static str {
+        "Embedding"
+    }
+    fn default_prefix(&self) -> &'static str {
+        "embedding"
+    }
+    fn explicit_name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+    fn trainable(&self) -> bool {
+        self.trainable
+    }
+    fn set_trainable(&mut self, on: bool) {
+        self.trainable = on;
+    }
+    fn output_width(&self, _: usize) -> usize {
+        self.output_dim
+    }
+    fn output_shape(&self, name: &str, input: &StackInput<'_>) -> Result<OutShape> {
+        if input.index != 0 || input.shape.width != 1 {
+            return Err(Error::config(format!(
+                "layer '{name}' (Embedding) must be the first layer, on an input of token ids with one feature (input_shape(timesteps, 1)); here it is layer {} on {} features",
+                input.index + 1,
+                input.shape.width
+            )));
+        }
+        self.validate(name)?;
+        Ok(OutShape {
+            seq: true,
+            width: self.output_dim,
+        })
+    }
+    fn weight_shapes(&self, name: &str, _: usize) -> Result<Vec<(&'static str, Vec<usize>)>> {
+        self.validate(name)?;
+        Ok(vec![("embeddings", vec![self.input_dim, self.output_dim])])
+    }
+    fn build(&self, name: String, _: OutShape, rng: &mut Rng, _: bool) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(EmbeddingLayer::build(self.clone(), name, rng)?))
+    }
 }
 
 impl EmbeddingLayer {
@@ -98,18 +160,23 @@ impl EmbeddingLayer {
         spec.validate(&name)?;
         let n = spec.input_dim * spec.output_dim;
         let embeddings = (0..n).map(|_| rng.uniform(-0.05, 0.05) as f32).collect();
+        let shape = [spec.input_dim, spec.output_dim];
         Ok(EmbeddingLayer {
             spec,
             name,
             embeddings,
-            grad_embeddings: vec![0.0; n],
+            shape,
         })
     }
 
-    /// Sets the gradient to zero.
-    pub fn zero_grad(&mut self) {
-        self.grad_embeddings.clear();
-        self.grad_embeddings.resize(self.embeddings.len(), 0.0);
+    /// The options it was built from.
+    pub fn spec(&self) -> &Embedding {
+        &self.spec
+    }
+
+    /// The table `[V, E]`, row-major.
+    pub fn embeddings(&self) -> &[f32] {
+        &self.embeddings
     }
 
     /// Checks that every id is an integer in `[0, V)`.
@@ -129,7 +196,7 @@ impl EmbeddingLayer {
     }
 
     /// `out [N, E] = table[ids]`; ids are validated by the model before.
-    pub(crate) fn forward(&self, ids: &[f32], out: &mut Vec<f32>) {
+    fn lookup(&self, ids: &[f32], out: &mut Vec<f32>) {
         let e = self.spec.output_dim;
         out.clear();
         out.reserve(ids.len() * e);
@@ -139,22 +206,71 @@ impl EmbeddingLayer {
         }
     }
 
-    /// `d table[id] += dy` for every position.
-    #[cfg(test)]
-    pub(crate) fn backward(&mut self, ids: &[f32], dy: &[f32]) {
-        let mut grad = std::mem::take(&mut self.grad_embeddings);
-        self.backward_into(ids, dy, &mut grad);
-        self.grad_embeddings = grad;
-    }
-
-    /// [`backward`](Self::backward) accumulating into `grad` (sized like the table).
-    pub(crate) fn backward_into(&self, ids: &[f32], dy: &[f32], grad: &mut [f32]) {
+    /// `d table[id] += dy` for every position, into `grad` (sized like the table).
+    fn scatter(&self, ids: &[f32], dy: &[f32], grad: &mut [f32]) {
         let e = self.spec.output_dim;
         for (&id, g) in ids.iter().zip(dy.chunks_exact(e)) {
             let r = id as usize;
             for (a, b) in grad[r * e..(r + 1) * e].iter_mut().zip(g) {
                 *a += b;
             }
+        }
+    }
+}
+
+impl Layer for EmbeddingLayer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "Embedding"
+    }
+    fn clone_layer(&self) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn weights(&self) -> Vec<Weight<'_>> {
+        vec![Weight {
+            name: "embeddings",
+            shape: &self.shape,
+            values: &self.embeddings,
+        }]
+    }
+    fn weights_mut(&mut self) -> Vec<&mut [f32]> {
+        vec![&mut self.embeddings]
+    }
+    fn new_cache(&self) -> Box<dyn Cache> {
+        Box::<EmbeddingCache>::default()
+    }
+    fn check_input(&self, x: ArrayView3<'_, f32>) -> Result<()> {
+        self.check_ids(x.iter().copied())
+    }
+    fn forward(&self, ids: &[f32], _: usize, _: usize, _: Option<&State>, cache: &mut dyn Cache) {
+        self.lookup(ids, &mut cache_mut::<EmbeddingCache>(cache).y);
+    }
+    fn output<'c>(&self, cache: &'c dyn Cache) -> &'c [f32] {
+        &cache_ref::<EmbeddingCache>(cache).y
+    }
+    fn backward(&self, pass: Backward<'_>) {
+        if let Some(g) = pass.grads {
+            self.scatter(pass.x, pass.dy, &mut g[0]);
+        }
+        if let Some(dx) = pass.dx {
+            // Token ids are not differentiable: their gradient is zero.
+            dx.clear();
+            dx.resize(pass.x.len(), 0.0);
+        }
+    }
+    /// The scatter-add runs after the batch parts, one part after the other into the one
+    /// gradient: no second copy of a vocabulary-sized table.
+    fn defers_weight_grads(&self, first: bool, _: bool) -> bool {
+        first
+    }
+    fn weight_grads_of_parts(&self, parts: &[Part<'_>], grads: &mut [Vec<f32>]) {
+        for p in parts {
+            self.scatter(p.x, p.dy, &mut grads[0]);
         }
     }
 }
@@ -171,15 +287,37 @@ mod tests {
         assert!(l.embeddings.iter().all(|v| v.abs() <= 0.05));
         l.embeddings = (0..8).map(|v| v as f32).collect();
         let ids = [2.0, 0.0, 2.0];
-        let mut out = Vec::new();
-        l.forward(&ids, &mut out);
-        assert_eq!(out, vec![4.0, 5.0, 0.0, 1.0, 4.0, 5.0]);
-        l.backward(&ids, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let mut cache = l.new_cache();
+        l.forward(&ids, 3, 1, None, &mut *cache);
+        assert_eq!(l.output(&*cache), [4.0, 5.0, 0.0, 1.0, 4.0, 5.0]);
+        let mut grads = vec![vec![0.0; 8]];
+        let mut dx = Vec::new();
+        l.backward(Backward {
+            x: &ids,
+            dy: &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            cache: &mut *cache,
+            dx: Some(&mut dx),
+            grads: Some(&mut grads),
+        });
         // Row 2 receives two contributions, row 0 one, rows 1 and 3 none.
-        assert_eq!(
-            l.grad_embeddings,
-            vec![3.0, 4.0, 0.0, 0.0, 6.0, 8.0, 0.0, 0.0]
-        );
+        assert_eq!(grads[0], vec![3.0, 4.0, 0.0, 0.0, 6.0, 8.0, 0.0, 0.0]);
+        assert_eq!(dx, vec![0.0; 3]);
+        // The same gradient formed after the parts, one part after the other.
+        let mut after = vec![vec![0.0; 8]];
+        let parts = [
+            Part {
+                x: &ids[..1],
+                dy: &[1.0, 2.0],
+                cache: &*cache,
+            },
+            Part {
+                x: &ids[1..],
+                dy: &[3.0, 4.0, 5.0, 6.0],
+                cache: &*cache,
+            },
+        ];
+        l.weight_grads_of_parts(&parts, &mut after);
+        assert_eq!(after, grads);
         assert!(l.check_ids([1.0, 3.0].into_iter()).is_ok());
         assert!(l
             .check_ids([4.0].into_iter())

@@ -20,15 +20,22 @@
 //! The derivation is in `docs/lstm-backward.md`. No heap allocation happens inside the
 //! time loops: every buffer is sized once per call and reused across calls.
 
+use std::any::Any;
+use std::ops::Range;
+
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayView3, IxDyn};
 use serde::{Deserialize, Serialize};
 
-use crate::activation::Activation;
 use crate::error::{shape_str, Error, Result};
 use crate::init::{glorot_uniform, orthogonal, Rng};
+use crate::kernels::activation::Activation;
 use crate::kernels::gates::{self, StepBackward, StepForward, GATE_F};
 use crate::kernels::matmul::{sgemm, Trans};
-use crate::layers::{check_size, to_batch_major, to_time_major};
+use crate::layers::dropout::draw_mask;
+use crate::layers::{
+    cache_mut, cache_ref, check_size, copy_time_major_rows, to_batch_major, to_time_major,
+    Backward, Cache, Layer, LayerConfig, OutShape, StackInput, State, Weight,
+};
 
 /// Specification of an LSTM layer, with Keras' options and defaults.
 ///
@@ -69,6 +76,9 @@ pub struct Lstm {
     pub stateful: bool,
     /// Layer name; Keras-style defaults (`lstm`, `lstm_1`, ...) when `None`.
     pub name: Option<String>,
+    /// Whether training updates the weights (Keras `trainable`, default true).
+    #[serde(skip_serializing_if = "crate::layers::is_true")]
+    pub trainable: bool,
 }
 
 impl Default for Lstm {
@@ -85,6 +95,7 @@ impl Default for Lstm {
             recurrent_dropout: 0.0,
             stateful: false,
             name: None,
+            trainable: true,
         }
     }
 }
@@ -159,6 +170,13 @@ impl Lstm {
         self
     }
 
+    /// Sets `trainable` (false: training leaves the weights as they are).
+    #[must_use]
+    pub fn trainable(mut self, on: bool) -> Self {
+        self.trainable = on;
+        self
+    }
+
     /// Number of weights for input width `d`: `4H(D + H) + 4H` (Keras' count).
     pub fn param_count(&self, d: usize) -> usize {
         let g = 4 * self.units;
@@ -203,27 +221,92 @@ impl Lstm {
     }
 }
 
-/// A built LSTM layer: the spec plus weights and their gradients (Keras layout).
+/// A built LSTM layer: the spec plus weights (Keras layout).
 #[derive(Debug, Clone)]
 pub struct LstmLayer {
-    /// The options it was built from.
-    pub spec: Lstm,
-    /// Layer name.
-    pub name: String,
+    spec: Lstm,
+    name: String,
     /// Input width `D`.
-    pub input_width: usize,
+    input_width: usize,
     /// `[D, 4H]`, gate blocks i, f, c, o.
-    pub kernel: Vec<f32>,
+    kernel: Vec<f32>,
     /// `[H, 4H]`.
-    pub recurrent_kernel: Vec<f32>,
+    recurrent_kernel: Vec<f32>,
     /// `[4H]`; empty when `use_bias` is false.
-    pub bias: Vec<f32>,
-    /// Gradient of `kernel`, accumulated by backward.
-    pub grad_kernel: Vec<f32>,
-    /// Gradient of `recurrent_kernel`.
-    pub grad_recurrent_kernel: Vec<f32>,
-    /// Gradient of `bias`.
-    pub grad_bias: Vec<f32>,
+    bias: Vec<f32>,
+    /// Keras shapes of `kernel`, `recurrent_kernel`, `bias`.
+    shapes: ([usize; 2], [usize; 2], [usize; 1]),
+}
+
+impl LayerConfig for Lstm {
+    fn kind(&self) -> &'static str {
+        "LSTM"
+    }
+    fn default_prefix(&self) -> &'static str {
+        "lstm"
+    }
+    fn explicit_name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+    fn trainable(&self) -> bool {
+        self.trainable
+    }
+    fn set_trainable(&mut self, on: bool) {
+        self.trainable = on;
+    }
+    fn stateful(&self) -> bool {
+        self.stateful
+    }
+    fn has_return_sequences(&self) -> bool {
+        true
+    }
+    fn output_width(&self, _: usize) -> usize {
+        self.units
+    }
+    fn output_shape(&self, name: &str, input: &StackInput<'_>) -> Result<OutShape> {
+        input.require_sequence(name, "LSTM")?;
+        if self.return_state {
+            return Err(Error::config(format!(
+                "layer '{name}' (LSTM): return_state is not available inside a Sequential model, which passes one tensor between layers; call the layer directly (LstmLayer::call) to get the final state"
+            )));
+        }
+        self.validate(name, input.shape.width)?;
+        Ok(OutShape {
+            seq: self.return_sequences,
+            width: self.units,
+        })
+    }
+    fn weight_shapes(
+        &self,
+        name: &str,
+        input_width: usize,
+    ) -> Result<Vec<(&'static str, Vec<usize>)>> {
+        self.validate(name, input_width)?;
+        let g = 4 * self.units;
+        let mut w = vec![
+            ("kernel", vec![input_width, g]),
+            ("recurrent_kernel", vec![self.units, g]),
+        ];
+        if self.use_bias {
+            w.push(("bias", vec![g]));
+        }
+        Ok(w)
+    }
+    fn build(
+        &self,
+        name: String,
+        input: OutShape,
+        rng: &mut Rng,
+        init: bool,
+    ) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(LstmLayer::build_with(
+            self.clone(),
+            name,
+            input.width,
+            rng,
+            init,
+        )?))
+    }
 }
 
 /// What forward keeps for backward, and backward's scratch. Reused across calls.
@@ -327,19 +410,16 @@ impl LstmLayer {
         if spec.use_bias && spec.unit_forget_bias {
             bias[GATE_F * h..(GATE_F + 1) * h].fill(1.0);
         }
-        let mut layer = LstmLayer {
+        let shapes = ([input_width, 4 * h], [h, 4 * h], [4 * h]);
+        Ok(LstmLayer {
             spec,
             name,
             input_width,
             kernel,
             recurrent_kernel,
             bias,
-            grad_kernel: Vec::new(),
-            grad_recurrent_kernel: Vec::new(),
-            grad_bias: Vec::new(),
-        };
-        layer.zero_grad();
-        Ok(layer)
+            shapes,
+        })
     }
 
     /// Units `H`.
@@ -347,17 +427,20 @@ impl LstmLayer {
         self.spec.units
     }
 
-    /// Sets every gradient to zero (sizing them on first use).
-    pub fn zero_grad(&mut self) {
-        resize(&mut self.grad_kernel, self.kernel.len());
-        resize(&mut self.grad_recurrent_kernel, self.recurrent_kernel.len());
-        resize(&mut self.grad_bias, self.bias.len());
+    /// The options it was built from.
+    pub fn spec(&self) -> &Lstm {
+        &self.spec
+    }
+
+    /// Input width `D`.
+    pub fn input_width(&self) -> usize {
+        self.input_width
     }
 
     /// Forward over a time-major input `x` `[T, B, D]` from the initial state
     /// (`h0`, `c0`: `[B, H]` each, zero when `None`). Writes the output (`[T, B, H]` or
     /// `[B, H]`) to `out` and keeps what backward needs in `cache`.
-    pub(crate) fn forward(
+    fn run(
         &self,
         x: &[f32],
         t: usize,
@@ -375,10 +458,10 @@ impl LstmLayer {
         }
     }
 
-    /// [`forward`](Self::forward) leaving the output in the cache only (see
+    /// [`run`](Self::run) leaving the output in the cache only (see
     /// [`LstmCache::outputs`] and [`LstmCache::h_last`]): a stack reads the next layer's
     /// input from there instead of a copy.
-    pub(crate) fn forward_cached(
+    fn forward_cached(
         &self,
         x: &[f32],
         t: usize,
@@ -487,32 +570,12 @@ impl LstmLayer {
         }
     }
 
-    /// Backward of the last [`forward`](Self::forward). `dy` is the gradient of the output
+    /// Backward of the last forward. `dy` is the gradient of the output
     /// (`[T, B, H]` or `[B, H]`), `d_final` an optional gradient reaching the final
     /// `(h, c)` directly (returned state, or a stateful successor). Accumulates the weight
-    /// gradients; writes `dx` `[T, B, D]` when asked; leaves `d h0`, `d c0` in
-    /// `cache.dh`, `cache.dc`.
-    #[cfg(test)]
-    pub(crate) fn backward(
-        &mut self,
-        x: &[f32],
-        dy: &[f32],
-        d_final: Option<(&[f32], &[f32])>,
-        cache: &mut LstmCache,
-        dx: Option<&mut Vec<f32>>,
-    ) {
-        let mut grads = [
-            std::mem::take(&mut self.grad_kernel),
-            std::mem::take(&mut self.grad_recurrent_kernel),
-            std::mem::take(&mut self.grad_bias),
-        ];
-        self.backward_into(x, dy, d_final, cache, dx, &mut grads);
-        [self.grad_kernel, self.grad_recurrent_kernel, self.grad_bias] = grads;
-    }
-
-    /// [`backward`](Self::backward) accumulating into `grads` (`[d kernel, d
-    /// recurrent_kernel, d bias]`, sized like the weights) instead of the layer's own
-    /// gradients, so that two batch halves can run backward at once on shared weights.
+    /// gradients into `grads` (`[d kernel, d recurrent_kernel, d bias]`, the last only with
+    /// a bias); writes `dx` `[T, B, D]` when asked; leaves `d h0`, `d c0` in `cache.dh`,
+    /// `cache.dc`.
     ///
     /// Backward overwrites the cached gates with their gradients: one backward per
     /// forward.
@@ -523,9 +586,12 @@ impl LstmLayer {
         d_final: Option<(&[f32], &[f32])>,
         cache: &mut LstmCache,
         dx: Option<&mut Vec<f32>>,
-        grads: &mut [Vec<f32>; 3],
+        grads: &mut [Vec<f32>],
     ) {
-        let [grad_kernel, grad_recurrent_kernel, grad_bias] = grads;
+        let (grad_kernel, rest) = grads.split_at_mut(1);
+        let (grad_recurrent_kernel, grad_bias) = rest.split_at_mut(1);
+        let (grad_kernel, grad_recurrent_kernel) =
+            (&mut grad_kernel[0], &mut grad_recurrent_kernel[0]);
         let (d, h) = (self.input_width, self.spec.units);
         let (t, b) = (cache.t, cache.b);
         let (h4, bh) = (4 * h, b * h);
@@ -623,7 +689,7 @@ impl LstmLayer {
             grad_recurrent_kernel,
             h4,
         );
-        if self.spec.use_bias {
+        if let Some(grad_bias) = grad_bias.first_mut() {
             for row in cache.gates.chunks_exact(h4) {
                 for (g, v) in grad_bias.iter_mut().zip(row) {
                     *g += v;
@@ -700,7 +766,7 @@ impl LstmLayer {
         let xt = to_time_major(x);
         let mut cache = LstmCache::default();
         let mut out = Vec::new();
-        self.forward(
+        self.run(
             &xt,
             t,
             b,
@@ -725,22 +791,137 @@ impl LstmLayer {
             c: cl,
         })
     }
+}
 
-    /// The weights as Keras orders them: kernel, recurrent_kernel, bias (if any).
-    pub fn weights(&self) -> Vec<(&'static str, Vec<usize>, &[f32])> {
-        let (d, h) = (self.input_width, self.spec.units);
+impl Layer for LstmLayer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "LSTM"
+    }
+    fn clone_layer(&self) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    /// Keras order: kernel, recurrent_kernel, bias (if any).
+    fn weights(&self) -> Vec<Weight<'_>> {
         let mut w = vec![
-            ("kernel", vec![d, 4 * h], self.kernel.as_slice()),
-            (
-                "recurrent_kernel",
-                vec![h, 4 * h],
-                self.recurrent_kernel.as_slice(),
-            ),
+            Weight {
+                name: "kernel",
+                shape: &self.shapes.0,
+                values: &self.kernel,
+            },
+            Weight {
+                name: "recurrent_kernel",
+                shape: &self.shapes.1,
+                values: &self.recurrent_kernel,
+            },
         ];
         if self.spec.use_bias {
-            w.push(("bias", vec![4 * h], self.bias.as_slice()));
+            w.push(Weight {
+                name: "bias",
+                shape: &self.shapes.2,
+                values: &self.bias,
+            });
         }
         w
+    }
+    fn weights_mut(&mut self) -> Vec<&mut [f32]> {
+        let mut w: Vec<&mut [f32]> = vec![&mut self.kernel, &mut self.recurrent_kernel];
+        if self.spec.use_bias {
+            w.push(&mut self.bias);
+        }
+        w
+    }
+    fn new_cache(&self) -> Box<dyn Cache> {
+        Box::<LstmCache>::default()
+    }
+    fn forward(&self, x: &[f32], t: usize, b: usize, state: Option<&State>, cache: &mut dyn Cache) {
+        let st = state.map(|s| (s.tensors[0].as_slice(), s.tensors[1].as_slice()));
+        self.forward_cached(x, t, b, st, cache_mut(cache));
+    }
+    fn output<'c>(&self, cache: &'c dyn Cache) -> &'c [f32] {
+        let c: &LstmCache = cache_ref(cache);
+        if self.spec.return_sequences {
+            c.outputs()
+        } else {
+            c.h_last(self.spec.units)
+        }
+    }
+    fn backward(&self, pass: Backward<'_>) {
+        let Some(grads) = pass.grads else {
+            unreachable!("an LSTM forms its weight gradients in backward (it never defers them)");
+        };
+        self.backward_into(pass.x, pass.dy, None, cache_mut(pass.cache), pass.dx, grads);
+    }
+    /// One mask per sequence (the same for every timestep): input `[B, D]`, then
+    /// recurrent `[B, H]`.
+    fn draw_masks(&self, rng: &mut Rng, _: usize, b: usize, cache: &mut dyn Cache) {
+        let c: &mut LstmCache = cache_mut(cache);
+        c.in_mask.clear();
+        c.rec_mask.clear();
+        if self.spec.dropout > 0.0 {
+            draw_mask(rng, self.spec.dropout, b * self.input_width, &mut c.in_mask);
+        }
+        if self.spec.recurrent_dropout > 0.0 {
+            draw_mask(
+                rng,
+                self.spec.recurrent_dropout,
+                b * self.spec.units,
+                &mut c.rec_mask,
+            );
+        }
+    }
+    fn clear_masks(&self, cache: &mut dyn Cache) {
+        let c: &mut LstmCache = cache_mut(cache);
+        c.in_mask.clear();
+        c.rec_mask.clear();
+    }
+    fn copy_mask_rows(
+        &self,
+        full: &dyn Cache,
+        rows: Range<usize>,
+        _: usize,
+        b: usize,
+        part: &mut dyn Cache,
+    ) {
+        let src: &LstmCache = cache_ref(full);
+        let dst: &mut LstmCache = cache_mut(part);
+        dst.in_mask.clear();
+        dst.rec_mask.clear();
+        if !src.in_mask.is_empty() {
+            copy_time_major_rows(
+                &src.in_mask,
+                rows.clone(),
+                1,
+                b,
+                self.input_width,
+                &mut dst.in_mask,
+            );
+        }
+        if !src.rec_mask.is_empty() {
+            copy_time_major_rows(
+                &src.rec_mask,
+                rows,
+                1,
+                b,
+                self.spec.units,
+                &mut dst.rec_mask,
+            );
+        }
+    }
+    fn stateful(&self) -> bool {
+        self.spec.stateful
+    }
+    fn state_widths(&self) -> Vec<usize> {
+        vec![self.spec.units; 2]
+    }
+    fn final_state<'c>(&self, cache: &'c dyn Cache) -> Vec<&'c [f32]> {
+        let c: &LstmCache = cache_ref(cache);
+        vec![c.h_last(self.spec.units), c.c_last(self.spec.units)]
     }
 }
 
@@ -756,6 +937,14 @@ mod tests {
         wy: Vec<f32>,
         wh: Vec<f32>,
         wc: Vec<f32>,
+    }
+
+    /// Zero gradients, one buffer per weight.
+    fn zero_grads(l: &LstmLayer) -> Vec<Vec<f32>> {
+        l.weights()
+            .iter()
+            .map(|w| vec![0.0; w.values.len()])
+            .collect()
     }
 
     fn setup(spec: Lstm, d: usize, seed: u64) -> LstmLayer {
@@ -780,7 +969,7 @@ mod tests {
     ) -> f64 {
         let mut cache = LstmCache::default();
         let mut out = Vec::new();
-        l.forward(x, t, b, st, &mut cache, &mut out);
+        l.run(x, t, b, st, &mut cache, &mut out);
         let h = l.units();
         let dot = |a: &[f32], w: &[f32]| {
             a.iter()
@@ -795,7 +984,7 @@ mod tests {
         let (t, b, d) = (4, 3, 2);
         let h = spec.units;
         let seq = spec.return_sequences;
-        let mut l = setup(spec, d, 11);
+        let l = setup(spec, d, 11);
         let mut rng = Rng::new(12);
         let x = rand_vec(&mut rng, t * b * d, 1.0);
         let h0 = rand_vec(&mut rng, b * h, 0.5);
@@ -812,7 +1001,7 @@ mod tests {
         let mut cache = LstmCache::default();
         let mut out = Vec::new();
         let s0 = st(&h0, &c0);
-        l.forward(
+        l.run(
             &x,
             t,
             b,
@@ -821,8 +1010,15 @@ mod tests {
             &mut out,
         );
         let mut dx = Vec::new();
-        l.zero_grad();
-        l.backward(&x, &p.wy, Some((&p.wh, &p.wc)), &mut cache, Some(&mut dx));
+        let mut g = zero_grads(&l);
+        l.backward_into(
+            &x,
+            &p.wy,
+            Some((&p.wh, &p.wc)),
+            &mut cache,
+            Some(&mut dx),
+            &mut g,
+        );
         let (dh0, dc0) = (cache.dh.clone(), cache.dc.clone());
 
         let base = l.clone();
@@ -842,14 +1038,14 @@ mod tests {
             x2[i] += e;
             eval(&base, &x2, &h0, &c0)
         });
-        fd_check("kernel", &base.grad_kernel, base.kernel.len(), |i, e| {
+        fd_check("kernel", &g[0], base.kernel.len(), |i, e| {
             let mut l2 = base.clone();
             l2.kernel[i] += e;
             eval(&l2, &x, &h0, &c0)
         });
         fd_check(
             "recurrent_kernel",
-            &base.grad_recurrent_kernel,
+            &g[1],
             base.recurrent_kernel.len(),
             |i, e| {
                 let mut l2 = base.clone();
@@ -857,11 +1053,13 @@ mod tests {
                 eval(&l2, &x, &h0, &c0)
             },
         );
-        fd_check("bias", &base.grad_bias, base.bias.len(), |i, e| {
-            let mut l2 = base.clone();
-            l2.bias[i] += e;
-            eval(&l2, &x, &h0, &c0)
-        });
+        if base.spec.use_bias {
+            fd_check("bias", &g[2], base.bias.len(), |i, e| {
+                let mut l2 = base.clone();
+                l2.bias[i] += e;
+                eval(&l2, &x, &h0, &c0)
+            });
+        }
         if with_state {
             fd_check("h0", &dh0, h0.len(), |i, e| {
                 let mut h2 = h0.clone();
@@ -874,7 +1072,6 @@ mod tests {
                 eval(&base, &x, &h0, &c2)
             });
         }
-        l.zero_grad();
     }
 
     #[test]
@@ -916,7 +1113,7 @@ mod tests {
     #[test]
     fn gradients_with_input_and_recurrent_dropout_masks() {
         let (t, b, d, h) = (4, 2, 3, 3);
-        let mut l = setup(
+        let l = setup(
             Lstm::new(h)
                 .return_sequences(true)
                 .dropout(0.3)
@@ -943,7 +1140,7 @@ mod tests {
         let eval = |l: &LstmLayer, x: &[f32]| {
             let mut c = fresh();
             let mut out = Vec::new();
-            l.forward(x, t, b, None, &mut c, &mut out);
+            l.run(x, t, b, None, &mut c, &mut out);
             out.iter()
                 .zip(&w)
                 .map(|(a, b)| f64::from(*a) * f64::from(*b))
@@ -951,23 +1148,24 @@ mod tests {
         };
         let mut cache = fresh();
         let mut out = Vec::new();
-        l.forward(&x, t, b, None, &mut cache, &mut out);
+        l.run(&x, t, b, None, &mut cache, &mut out);
         let mut dx = Vec::new();
-        l.backward(&x, &w, None, &mut cache, Some(&mut dx));
+        let mut g = zero_grads(&l);
+        l.backward_into(&x, &w, None, &mut cache, Some(&mut dx), &mut g);
         let base = l.clone();
         fd_check("input", &dx, x.len(), |i, e| {
             let mut x2 = x.clone();
             x2[i] += e;
             eval(&base, &x2)
         });
-        fd_check("kernel", &base.grad_kernel, base.kernel.len(), |i, e| {
+        fd_check("kernel", &g[0], base.kernel.len(), |i, e| {
             let mut l2 = base.clone();
             l2.kernel[i] += e;
             eval(&l2, &x)
         });
         fd_check(
             "recurrent_kernel",
-            &base.grad_recurrent_kernel,
+            &g[1],
             base.recurrent_kernel.len(),
             |i, e| {
                 let mut l2 = base.clone();
@@ -988,21 +1186,23 @@ mod tests {
     #[test]
     fn step_by_step_with_carried_state_equals_full_sequence() {
         let (t, b, d, h) = (5, 2, 3, 4);
-        let mut l = setup(Lstm::new(h).return_sequences(true), d, 21);
+        let l = setup(Lstm::new(h).return_sequences(true), d, 21);
         let mut rng = Rng::new(22);
         let x = rand_vec(&mut rng, t * b * d, 1.0);
         let dy = rand_vec(&mut rng, t * b * h, 1.0);
         // Full sequence.
         let mut cache = LstmCache::default();
         let mut full = Vec::new();
-        l.forward(&x, t, b, None, &mut cache, &mut full);
-        l.zero_grad();
+        l.run(&x, t, b, None, &mut cache, &mut full);
         let mut dx_full = Vec::new();
-        l.backward(&x, &dy, None, &mut cache, Some(&mut dx_full));
-        let grads_full = (
-            l.grad_kernel.clone(),
-            l.grad_recurrent_kernel.clone(),
-            l.grad_bias.clone(),
+        let mut grads_full = zero_grads(&l);
+        l.backward_into(
+            &x,
+            &dy,
+            None,
+            &mut cache,
+            Some(&mut dx_full),
+            &mut grads_full,
         );
         // One step at a time, carrying (h, c) forward.
         let mut caches = vec![LstmCache::default(); t];
@@ -1011,7 +1211,7 @@ mod tests {
         for s in 0..t {
             let xs = &x[s * b * d..(s + 1) * b * d];
             let mut o = Vec::new();
-            l.forward(xs, 1, b, Some((&hc, &cc)), &mut caches[s], &mut o);
+            l.run(xs, 1, b, Some((&hc, &cc)), &mut caches[s], &mut o);
             hc = caches[s].h_last(h).to_vec();
             cc = caches[s].c_last(h).to_vec();
             steps_out.extend_from_slice(&o);
@@ -1020,19 +1220,20 @@ mod tests {
             assert!((a - b_).abs() <= 1e-6, "outputs differ: {a} vs {b_}");
         }
         // Backward through the steps in reverse, passing (dh0, dc0) to the previous step.
-        l.zero_grad();
+        let mut g = zero_grads(&l);
         let mut dnext: Option<(Vec<f32>, Vec<f32>)> = None;
         let mut dx_steps = vec![0.0; t * b * d];
         for s in (0..t).rev() {
             let xs = &x[s * b * d..(s + 1) * b * d];
             let mut dxs = Vec::new();
             let dfin = dnext.as_ref().map(|(a, c)| (a.as_slice(), c.as_slice()));
-            l.backward(
+            l.backward_into(
                 xs,
                 &dy[s * b * h..(s + 1) * b * h],
                 dfin,
                 &mut caches[s],
                 Some(&mut dxs),
+                &mut g,
             );
             dx_steps[s * b * d..(s + 1) * b * d].copy_from_slice(&dxs);
             dnext = Some((caches[s].dh.clone(), caches[s].dc.clone()));
@@ -1046,13 +1247,9 @@ mod tests {
             }
         };
         close(&dx_full, &dx_steps, "dx");
-        close(&grads_full.0, &l.grad_kernel, "d kernel");
-        close(
-            &grads_full.1,
-            &l.grad_recurrent_kernel,
-            "d recurrent_kernel",
-        );
-        close(&grads_full.2, &l.grad_bias, "d bias");
+        close(&grads_full[0], &g[0], "d kernel");
+        close(&grads_full[1], &g[1], "d recurrent_kernel");
+        close(&grads_full[2], &g[2], "d bias");
     }
 
     #[test]

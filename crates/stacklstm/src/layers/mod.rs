@@ -1,13 +1,402 @@
-//! Layers: each file holds a layer's spec, built form, forward and backward.
+//! Layers: the two traits every layer implements, the registry of layer kinds, and the
+//! helpers layers share.
+//!
+//! A layer is one file. Its *spec* (`Lstm`, `Dense`, ...: options with Keras names,
+//! serde-serialisable) implements [`LayerConfig`]: shape inference and the stacking rules,
+//! the weight shapes, and `build`. The *built* layer (`LstmLayer`, ...: weights) implements
+//! [`Layer`]: weights with Keras names and shapes, forward, backward, dropout masks and
+//! carried state. The model, the trainer, the two-thread batch split, the summary and the
+//! native file format reach a layer only through these traits; they never match on kinds.
+//!
+//! # Adding a layer
+//! Exactly two places:
+//! 1. a new file `src/layers/<name>.rs` with the spec and the built layer implementing
+//!    [`LayerConfig`] and [`Layer`] (plus its tests: finite differences, shapes, errors);
+//! 2. one line in the `layer_registry!` table below (variant name and spec type). The
+//!    variant's snake_case name is the `"type"` tag of the layer in JSON/TOML specs and
+//!    native files.
+//!
+//! File formats that name layers by another library's class (Keras import, PyTorch
+//! mapping, ONNX export) translate in `io/`, and reject a kind they do not know with an
+//! error that names it.
+//!
+//! # Buffers
+//! Between layers, activations are time-major: `[T, B, width]` for sequences, `[B, width]`
+//! otherwise (`T` = timesteps, `B` = batch). What forward keeps for backward lives in a
+//! per-layer cache ([`Cache`], made by [`Layer::new_cache`]) owned by the caller, so a
+//! built layer is immutable during a pass and two batch halves can run at once.
 
 pub mod dense;
 pub mod dropout;
 pub mod embedding;
 pub mod lstm;
 
+use std::any::Any;
+use std::fmt;
+use std::ops::Range;
+
 use ndarray::{Array3, ArrayView3};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::init::Rng;
+
+/// The registry: one line per layer kind. Generates [`LayerSpec`] (the serialisable enum
+/// of specs, tagged by the snake_case variant name), `From<Spec> for LayerSpec`, and the
+/// delegation to [`LayerConfig`]; nothing else in the crate lists the kinds.
+macro_rules! layer_registry {
+    ($($(#[$doc:meta])* $variant:ident($spec:ty),)*) => {
+        /// One layer's specification: any registered layer kind.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        #[non_exhaustive]
+        pub enum LayerSpec {
+            $($(#[$doc])* $variant($spec),)*
+        }
+
+        $(impl From<$spec> for LayerSpec {
+            fn from(s: $spec) -> Self {
+                LayerSpec::$variant(s)
+            }
+        })*
+
+        impl LayerSpec {
+            /// The spec as a [`LayerConfig`].
+            pub fn config(&self) -> &dyn LayerConfig {
+                match self {
+                    $(LayerSpec::$variant(s) => s,)*
+                }
+            }
+            /// The spec as a mutable [`LayerConfig`].
+            pub fn config_mut(&mut self) -> &mut dyn LayerConfig {
+                match self {
+                    $(LayerSpec::$variant(s) => s,)*
+                }
+            }
+        }
+    };
+}
+
+layer_registry! {
+    /// An LSTM layer.
+    Lstm(lstm::Lstm),
+    /// A Dense layer.
+    Dense(dense::Dense),
+    /// An Embedding layer (first layer only).
+    Embedding(embedding::Embedding),
+    /// A Dropout layer.
+    Dropout(dropout::Dropout),
+}
+
+/// Output of one layer, per sample: a sequence `[T, width]` or a vector `[width]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutShape {
+    /// Whether the output keeps the time axis.
+    pub seq: bool,
+    /// Last-axis width.
+    pub width: usize,
+}
+
+/// What a layer is stacked on, for shape inference and stacking errors.
+#[derive(Debug, Clone, Copy)]
+pub struct StackInput<'a> {
+    /// 0-based position of the layer in the model.
+    pub index: usize,
+    /// The shape arriving at the layer (the model input for the first layer).
+    pub shape: OutShape,
+    /// Where the time axis was removed, when `shape.seq` is false.
+    pub flat_origin: Option<&'a FlatOrigin>,
+}
+
+/// The layer whose output is the current 2-D `[batch, width]` tensor, and the layer whose
+/// `return_sequences(true)` would keep the time axis: what a stacking error names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlatOrigin {
+    /// The layer that produced the 2-D output.
+    pub layer: String,
+    /// Its Keras class name.
+    pub kind: &'static str,
+    /// The recurrent layer that dropped the time axis, if one did.
+    pub sequence_source: Option<String>,
+}
+
+impl StackInput<'_> {
+    /// Fails unless the input is a sequence, with the message that names the layer that
+    /// removed the time axis and the fix (`return_sequences(true)` on it).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`].
+    pub fn require_sequence(&self, name: &str, kind: &str) -> Result<()> {
+        if self.shape.seq {
+            return Ok(());
+        }
+        let (prev, prev_kind, fix) = match self.flat_origin {
+            Some(o) => (
+                o.layer.as_str(),
+                o.kind,
+                match &o.sequence_source {
+                    Some(src) => format!("set return_sequences(true) on '{src}'"),
+                    None => format!("a {kind} needs a sequence; move it before the layers that remove the time axis"),
+                },
+            ),
+            None => ("", "", String::new()),
+        };
+        Err(Error::config(format!(
+            "layer '{name}' ({kind}) needs a 3-D sequence input [batch, timesteps, features], but layer '{prev}' ({prev_kind}) outputs 2-D [batch, {}]: {fix}",
+            self.shape.width
+        )))
+    }
+}
+
+/// A layer's options (the spec): Keras-named configuration, shape inference, build.
+pub trait LayerConfig: fmt::Debug + Send + Sync {
+    /// Keras class name (`LSTM`, `Dense`, ...), shown in summaries and errors.
+    fn kind(&self) -> &'static str;
+    /// Prefix of default names (`lstm` gives `lstm`, `lstm_1`, ...).
+    fn default_prefix(&self) -> &'static str;
+    /// The name set by the user, if any.
+    fn explicit_name(&self) -> Option<&str>;
+    /// Whether training updates the layer's weights (Keras `trainable`).
+    fn trainable(&self) -> bool {
+        true
+    }
+    /// Sets `trainable`; a layer without weights ignores it.
+    fn set_trainable(&mut self, _on: bool) {}
+    /// Whether the layer carries its final state into the next batch (Keras `stateful`).
+    fn stateful(&self) -> bool {
+        false
+    }
+    /// Whether the layer has a `return_sequences` option (what a stacking error suggests
+    /// turning on when it is off).
+    fn has_return_sequences(&self) -> bool {
+        false
+    }
+    /// Checks the options against the input and returns the layer's output shape.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the layer and what to change.
+    fn output_shape(&self, name: &str, input: &StackInput<'_>) -> Result<OutShape>;
+    /// The last-axis width of the output for input width `input_width` (no checks).
+    fn output_width(&self, input_width: usize) -> usize;
+    /// The weights a built layer has for input width `input_width`, Keras names and shapes
+    /// in Keras order, computed without allocating them.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for bad options or an absurd size.
+    fn weight_shapes(
+        &self,
+        name: &str,
+        input_width: usize,
+    ) -> Result<Vec<(&'static str, Vec<usize>)>>;
+    /// Builds the layer on `input` with Keras' default initialisers drawn from `rng`; with
+    /// `init` false, initialisers that cost more than O(weights) may be skipped (the
+    /// weights are about to be set).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] as [`output_shape`](Self::output_shape).
+    fn build(
+        &self,
+        name: String,
+        input: OutShape,
+        rng: &mut Rng,
+        init: bool,
+    ) -> Result<Box<dyn Layer>>;
+}
+
+/// One weight tensor of a built layer.
+#[derive(Debug, Clone, Copy)]
+pub struct Weight<'a> {
+    /// Keras name within the layer (`kernel`, `recurrent_kernel`, `bias`, ...).
+    pub name: &'static str,
+    /// Keras shape.
+    pub shape: &'a [usize],
+    /// Values, row-major.
+    pub values: &'a [f32],
+}
+
+/// Carried state of a stateful layer: `tensors[k]` is `[batch, width_k]` row-major (an
+/// LSTM carries `h` and `c`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct State {
+    /// Rows of every tensor.
+    pub batch: usize,
+    /// The state tensors.
+    pub tensors: Vec<Vec<f32>>,
+}
+
+impl State {
+    /// Rows `rows` of every tensor.
+    pub fn rows(&self, rows: Range<usize>) -> State {
+        let tensors = self
+            .tensors
+            .iter()
+            .map(|v| {
+                let w = v.len() / self.batch.max(1);
+                v[rows.start * w..rows.end * w].to_vec()
+            })
+            .collect();
+        State {
+            batch: rows.len(),
+            tensors,
+        }
+    }
+}
+
+/// A layer's forward cache (and, after backward, its scratch). Any `'static` type that is
+/// `Debug + Send` is one.
+pub trait Cache: Any + fmt::Debug + Send {
+    /// `self` as `Any`, to downcast to the layer's own type.
+    fn as_any(&self) -> &dyn Any;
+    /// `self` as mutable `Any`.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Any + fmt::Debug + Send> Cache for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// The layer's own cache type. A cache always comes from the same layer's
+/// [`Layer::new_cache`] (the model pairs them by index), so a mismatch is a bug.
+pub(crate) fn cache_ref<T: 'static>(c: &dyn Cache) -> &T {
+    match c.as_any().downcast_ref::<T>() {
+        Some(c) => c,
+        None => unreachable!("a layer was given another layer's cache"),
+    }
+}
+
+/// Mutable [`cache_ref`].
+pub(crate) fn cache_mut<T: 'static>(c: &mut dyn Cache) -> &mut T {
+    match c.as_any_mut().downcast_mut::<T>() {
+        Some(c) => c,
+        None => unreachable!("a layer was given another layer's cache"),
+    }
+}
+
+/// The arguments of [`Layer::backward`].
+#[derive(Debug)]
+pub struct Backward<'a> {
+    /// The layer's input in the forward being differentiated (time-major).
+    pub x: &'a [f32],
+    /// Gradient of the loss w.r.t. the layer's output (same layout as the output).
+    pub dy: &'a [f32],
+    /// The cache of that forward; backward may overwrite it (one backward per forward).
+    pub cache: &'a mut dyn Cache,
+    /// Where to write the gradient w.r.t. `x`, when the layer below needs it.
+    pub dx: Option<&'a mut Vec<f32>>,
+    /// Weight gradients to **accumulate** into, one buffer per weight in
+    /// [`Layer::weights`] order; `None` only for a layer whose
+    /// [`defers_weight_grads`](Layer::defers_weight_grads) is true, whose weight gradients
+    /// are then formed by [`weight_grads_of_parts`](Layer::weight_grads_of_parts).
+    pub grads: Option<&'a mut [Vec<f32>]>,
+}
+
+/// One batch part's view of a layer after forward and backward, for
+/// [`Layer::weight_grads_of_parts`].
+#[derive(Debug, Clone, Copy)]
+pub struct Part<'a> {
+    /// The layer's input.
+    pub x: &'a [f32],
+    /// The gradient that reached the layer's output.
+    pub dy: &'a [f32],
+    /// The layer's cache after its backward (or its forward, for a first layer whose
+    /// backward was skipped).
+    pub cache: &'a dyn Cache,
+}
+
+/// A built layer: weights, forward, backward, masks and state.
+///
+/// Buffers are time-major (see the module docs); `t` and `b` are the timesteps and batch
+/// rows of the pass.
+pub trait Layer: fmt::Debug + Send + Sync + Any {
+    /// The layer's name.
+    fn name(&self) -> &str;
+    /// Keras class name.
+    fn kind(&self) -> &'static str;
+    /// A boxed copy.
+    fn clone_layer(&self) -> Box<dyn Layer>;
+    /// `self` as `Any`, to reach the concrete type (e.g. `LstmLayer::call`).
+    fn as_any(&self) -> &dyn Any;
+    /// Weights in Keras order with their names and shapes.
+    fn weights(&self) -> Vec<Weight<'_>>;
+    /// The same weights, mutable, in the same order (fixed sizes: slices, not vectors).
+    fn weights_mut(&mut self) -> Vec<&mut [f32]>;
+    /// A new, empty cache for this layer.
+    fn new_cache(&self) -> Box<dyn Cache>;
+    /// Checks a model input before the first layer runs on it (an Embedding checks token
+    /// ids). Only called on the first layer.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the bad value.
+    fn check_input(&self, _x: ArrayView3<'_, f32>) -> Result<()> {
+        Ok(())
+    }
+    /// Forward over `x`, starting from `state` for a stateful layer (zero when `None`);
+    /// keeps the output and what backward needs in `cache`.
+    fn forward(&self, x: &[f32], t: usize, b: usize, state: Option<&State>, cache: &mut dyn Cache);
+    /// The output of the last forward, from the cache.
+    fn output<'c>(&self, cache: &'c dyn Cache) -> &'c [f32];
+    /// Backward of the last forward: accumulates the weight gradients, writes `dx` when
+    /// asked.
+    fn backward(&self, pass: Backward<'_>);
+    /// Whether, when a batch runs as several parts, the weight gradients should be formed
+    /// once after the parts ([`weight_grads_of_parts`](Self::weight_grads_of_parts))
+    /// rather than per part, so no second copy of a large gradient is kept. `first` and
+    /// `last` give the layer's position; a first layer that defers is not run backward
+    /// at all in the parts.
+    fn defers_weight_grads(&self, _first: bool, _last: bool) -> bool {
+        false
+    }
+    /// The weight gradients of several batch parts, accumulated in order (see
+    /// [`defers_weight_grads`](Self::defers_weight_grads)).
+    fn weight_grads_of_parts(&self, _parts: &[Part<'_>], _grads: &mut [Vec<f32>]) {}
+    /// Draws the training dropout masks of a `[t, b]` batch into `cache`, in a fixed order
+    /// from `rng`.
+    fn draw_masks(&self, _rng: &mut Rng, _t: usize, _b: usize, _cache: &mut dyn Cache) {}
+    /// Removes the masks (inference).
+    fn clear_masks(&self, _cache: &mut dyn Cache) {}
+    /// Copies batch rows `rows` of the masks drawn in `full` for a `[t, b]` batch into
+    /// `part`.
+    fn copy_mask_rows(
+        &self,
+        _full: &dyn Cache,
+        _rows: Range<usize>,
+        _t: usize,
+        _b: usize,
+        _part: &mut dyn Cache,
+    ) {
+    }
+    /// Whether the layer carries its final state into the next batch.
+    fn stateful(&self) -> bool {
+        false
+    }
+    /// The widths of the state tensors the layer carries (`[H, H]` for an LSTM's `h`,
+    /// `c`); empty for a layer without state.
+    fn state_widths(&self) -> Vec<usize> {
+        Vec::new()
+    }
+    /// The final state of the last forward, `[b, width_k]` per tensor (see
+    /// [`state_widths`](Self::state_widths)).
+    fn final_state<'c>(&self, _cache: &'c dyn Cache) -> Vec<&'c [f32]> {
+        Vec::new()
+    }
+}
+
+impl Clone for Box<dyn Layer> {
+    fn clone(&self) -> Self {
+        self.clone_layer()
+    }
+}
+
+/// `true`: for `skip_serializing_if` on options that default to true.
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference.
+pub(crate) fn is_true(v: &bool) -> bool {
+    *v
+}
 
 /// The most weights one layer may have: 2^31 (8 GiB of f32). Anything larger is almost
 /// certainly a typo (`units = 10^12`) and is refused before any allocation.
@@ -44,21 +433,44 @@ pub(crate) fn check_finite(x: ArrayView3<'_, f32>, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// `[B, T, D]` (batch-major) to a time-major `[T, B, D]` buffer.
-pub(crate) fn to_time_major(x: ArrayView3<'_, f32>) -> Vec<f32> {
-    let (b, t, d) = x.dim();
-    let mut out = Vec::with_capacity(b * t * d);
+/// `[B, T, D]` (batch-major) into a time-major `[T, B, D]` buffer (reusing `out`).
+pub(crate) fn to_time_major_into(x: ArrayView3<'_, f32>, out: &mut Vec<f32>) {
+    let (b, t, _) = x.dim();
+    out.clear();
+    out.reserve(x.len());
     for s in 0..t {
         for i in 0..b {
             out.extend(x.slice(ndarray::s![i, s, ..]).iter().copied());
         }
     }
+}
+
+/// `[B, T, D]` (batch-major) to a time-major `[T, B, D]` buffer.
+pub(crate) fn to_time_major(x: ArrayView3<'_, f32>) -> Vec<f32> {
+    let mut out = Vec::new();
+    to_time_major_into(x, &mut out);
     out
 }
 
 /// A time-major `[T, B, D]` buffer to a batch-major `[B, T, D]` array.
 pub(crate) fn to_batch_major(v: &[f32], t: usize, b: usize, d: usize) -> Array3<f32> {
     Array3::from_shape_fn((b, t, d), |(i, s, k)| v[(s * b + i) * d + k])
+}
+
+/// Rows `rows` of a time-major `[t, b, w]` buffer (`[b, w]` when `t` is 1), appended to
+/// `out` step by step.
+pub(crate) fn copy_time_major_rows(
+    src: &[f32],
+    rows: Range<usize>,
+    t: usize,
+    b: usize,
+    w: usize,
+    out: &mut Vec<f32>,
+) {
+    for step in 0..t {
+        let base = step * b;
+        out.extend_from_slice(&src[(base + rows.start) * w..(base + rows.end) * w]);
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,17 @@ pub use schedule::Schedule;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::ParamMut;
+
+/// One trainable tensor with its gradient, for optimizers.
+#[derive(Debug)]
+pub struct ParamMut<'a> {
+    /// `layer/weight`, e.g. `lstm_1/recurrent_kernel`.
+    pub name: String,
+    /// The weights (flat, row-major).
+    pub value: &'a mut [f32],
+    /// The accumulated gradient, same layout.
+    pub grad: &'a mut [f32],
+}
 
 /// Settings every optimizer shares: clipping and the schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]

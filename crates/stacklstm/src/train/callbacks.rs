@@ -8,7 +8,7 @@ use ndarray::ArrayD;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::train::Trainer;
 
 /// What `fit` knows when training starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,8 +67,9 @@ pub enum Control {
 
 /// A hook into training. Every method has a no-op default. This is also the progress
 /// observer the command line draws its bars with: `on_batch_end` is called after every
-/// optimizer step.
-pub trait Callback {
+/// optimizer step. Callbacks are `Send`, so a [`Fit`](crate::train::Fit) can be built on one
+/// thread and run on another.
+pub trait Callback: Send {
     /// Before the first epoch.
     ///
     /// # Errors
@@ -87,14 +88,14 @@ pub trait Callback {
     ///
     /// # Errors
     /// An error aborts training.
-    fn on_epoch_end(&mut self, _model: &mut Model, _logs: &EpochLogs) -> Result<Control> {
+    fn on_epoch_end(&mut self, _trainer: &mut Trainer, _logs: &EpochLogs) -> Result<Control> {
         Ok(Control::Continue)
     }
     /// After the last epoch.
     ///
     /// # Errors
     /// An error is returned from `fit`.
-    fn on_train_end(&mut self, _model: &mut Model) -> Result<()> {
+    fn on_train_end(&mut self, _trainer: &mut Trainer) -> Result<()> {
         Ok(())
     }
 }
@@ -213,11 +214,11 @@ impl Callback for EarlyStopping {
         self.stopped_epoch = None;
         Ok(())
     }
-    fn on_epoch_end(&mut self, model: &mut Model, logs: &EpochLogs) -> Result<Control> {
+    fn on_epoch_end(&mut self, trainer: &mut Trainer, logs: &EpochLogs) -> Result<Control> {
         if self.tracker.update(logs)? {
             self.wait = 0;
             if self.restore_best_weights {
-                self.best_weights = Some(model.get_weights());
+                self.best_weights = Some(trainer.get_weights());
             }
             return Ok(Control::Continue);
         }
@@ -225,7 +226,7 @@ impl Callback for EarlyStopping {
         if self.wait > self.patience {
             self.stopped_epoch = Some(logs.epoch);
             if let Some(w) = &self.best_weights {
-                model.set_weights(w)?;
+                trainer.set_weights(w)?;
             }
             return Ok(Control::Stop);
         }
@@ -233,8 +234,9 @@ impl Callback for EarlyStopping {
     }
 }
 
-/// How [`ModelCheckpoint`] writes a model: `(model, path, epochs done)`.
-pub type Saver = Box<dyn FnMut(&Model, &Path, usize) -> Result<()>>;
+/// How [`ModelCheckpoint`] writes a model: `(trainer, path, epochs done)` (the trainer
+/// gives the model and, for a checkpoint, its training state).
+pub type Saver = Box<dyn FnMut(&Trainer, &Path, usize) -> Result<()> + Send>;
 
 /// Keras `ModelCheckpoint`: saves the model after an epoch, every epoch or only when the
 /// monitored quantity improved (`save_best_only`).
@@ -274,7 +276,7 @@ impl ModelCheckpoint {
     pub fn native(path: impl Into<PathBuf>) -> Self {
         ModelCheckpoint::new(
             path,
-            Box::new(|m: &Model, p: &Path, _| crate::io::native::save(p, m, None)),
+            Box::new(|t: &Trainer, p: &Path, _| crate::io::native::save(p, t.model(), None)),
         )
     }
     /// Considers saving only every `n` epochs (default 1).
@@ -298,11 +300,11 @@ impl ModelCheckpoint {
 }
 
 impl Callback for ModelCheckpoint {
-    fn on_epoch_end(&mut self, model: &mut Model, logs: &EpochLogs) -> Result<Control> {
+    fn on_epoch_end(&mut self, trainer: &mut Trainer, logs: &EpochLogs) -> Result<Control> {
         let improved = self.tracker.update(logs)?;
         let due = (logs.epoch + 1).is_multiple_of(self.every);
         if due && (!self.save_best_only || improved) {
-            (self.saver)(model, &self.path, logs.epoch + 1)?;
+            (self.saver)(trainer, &self.path, logs.epoch + 1)?;
             self.saved_epochs.push(logs.epoch);
         }
         Ok(Control::Continue)
@@ -377,7 +379,7 @@ impl Callback for ReduceLrOnPlateau {
         }
         Ok(())
     }
-    fn on_epoch_end(&mut self, model: &mut Model, logs: &EpochLogs) -> Result<Control> {
+    fn on_epoch_end(&mut self, trainer: &mut Trainer, logs: &EpochLogs) -> Result<Control> {
         let improved = self.tracker.update(logs)?;
         if self.cooldown_left > 0 {
             self.cooldown_left -= 1;
@@ -388,11 +390,10 @@ impl Callback for ReduceLrOnPlateau {
         } else if self.cooldown_left == 0 {
             self.wait += 1;
             if self.wait >= self.patience {
-                if let Some(opt) = model.optimizer_mut() {
-                    let lr = opt.config.learning_rate;
-                    if lr > self.min_lr {
-                        opt.set_learning_rate((lr * self.factor).max(self.min_lr));
-                    }
+                let opt = trainer.optimizer_mut();
+                let lr = opt.config.learning_rate;
+                if lr > self.min_lr {
+                    opt.set_learning_rate((lr * self.factor).max(self.min_lr));
                 }
                 self.cooldown_left = self.cooldown;
                 self.wait = 0;
@@ -465,7 +466,7 @@ impl Callback for EpochLogger {
         self.rows.clear();
         Ok(())
     }
-    fn on_epoch_end(&mut self, _model: &mut Model, logs: &EpochLogs) -> Result<Control> {
+    fn on_epoch_end(&mut self, _: &mut Trainer, logs: &EpochLogs) -> Result<Control> {
         self.rows.push(logs.clone());
         let text = self.render()?;
         crate::data::write_atomic(&self.path, text.as_bytes())?;

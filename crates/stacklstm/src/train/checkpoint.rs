@@ -12,30 +12,21 @@ use crate::io::native::TrainingState;
 use crate::loss::Loss;
 use crate::model::Model;
 use crate::optim::{Optimizer, OptimizerConfig};
-use crate::train::Metric;
+use crate::train::{Metric, Trainer};
 
-impl Model {
+impl Trainer {
     /// The training state to save after `epochs_done` epochs.
-    ///
-    /// # Errors
-    /// [`Error::State`] before `compile`.
-    pub fn training_state(&self, epochs_done: usize) -> Result<TrainingState> {
+    pub fn training_state(&self, epochs_done: usize) -> TrainingState {
         self.training_state_at(epochs_done, 0)
     }
 
     /// The training state of a run stopped inside epoch `epoch` (0-based) after
     /// `batches_done` of its batches (see [`crate::train::History::interrupted`]);
     /// `training_state_at(e, 0)` equals `training_state(e)`.
-    ///
-    /// # Errors
-    /// [`Error::State`] before `compile`.
-    pub fn training_state_at(&self, epoch: usize, batches_done: usize) -> Result<TrainingState> {
-        let c = self
-            .compiled()
-            .ok_or_else(|| Error::State("a checkpoint needs a compiled model".into()))?;
-        let lens: Vec<usize> = self.get_weights().iter().map(|w| w.len()).collect();
-        let tensors = c
-            .optimizer
+    pub fn training_state_at(&self, epoch: usize, batches_done: usize) -> TrainingState {
+        let lens = self.trainable_lengths();
+        let tensors = self
+            .optimizer()
             .state()
             .into_iter()
             .map(|(name, values)| {
@@ -43,36 +34,54 @@ impl Model {
                 (format!("optimizer/{name}"), vec![n], values)
             })
             .collect();
-        Ok(TrainingState {
+        TrainingState {
             json: json!({
-                "loss": c.loss,
-                "metrics": c.metrics,
-                "optimizer": c.optimizer.config,
-                "iterations": c.optimizer.iterations,
+                "loss": self.loss(),
+                "metrics": self.metrics(),
+                "optimizer": self.optimizer().config,
+                "iterations": self.optimizer().iterations,
                 "epoch": epoch,
                 "batch": batches_done,
                 "weight_lengths": lens,
             }),
             tensors,
-        })
+        }
     }
 
-    /// Compiles the model from a saved training state and restores the optimizer. Returns
-    /// the number of epochs already done (the `initial_epoch` to resume with).
+    /// The lengths of the weights the optimizer updates, in order.
+    fn trainable_lengths(&self) -> Vec<usize> {
+        let model = self.model();
+        model
+            .layers()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| model.is_trainable(*i))
+            .flat_map(|(_, l)| {
+                l.weights()
+                    .into_iter()
+                    .map(|w| w.values.len())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// A trainer for `model` from a saved training state: the loss, metrics and
+    /// optimizer (with its slots) as they were. Returns it with the number of epochs
+    /// already done (the `initial_epoch` to resume with).
     ///
     /// # Errors
     /// [`Error::Format`] when the state is incomplete or does not fit the model.
-    pub fn restore_training(&mut self, state: &TrainingState) -> Result<usize> {
-        self.restore_training_at(state).map(|(epoch, _)| epoch)
+    pub fn restore(model: Model, state: &TrainingState) -> Result<(Trainer, usize)> {
+        Trainer::restore_at(model, state).map(|(t, epoch, _)| (t, epoch))
     }
 
-    /// [`restore_training`](Self::restore_training) that also returns the batches of that
-    /// epoch already done (0 for a checkpoint written at the end of an epoch): resume with
+    /// [`restore`](Self::restore) that also returns the batches of that epoch already
+    /// done (0 for a checkpoint written at the end of an epoch): resume with
     /// `Fit::new().initial_epoch(epoch).initial_batch(batch)`.
     ///
     /// # Errors
-    /// As [`restore_training`](Self::restore_training).
-    pub fn restore_training_at(&mut self, state: &TrainingState) -> Result<(usize, usize)> {
+    /// As [`restore`](Self::restore).
+    pub fn restore_at(model: Model, state: &TrainingState) -> Result<(Trainer, usize, usize)> {
         let bad = |m: &str| Error::format("checkpoint", m.to_string());
         let j: &Value = &state.json;
         let loss: Loss =
@@ -87,8 +96,8 @@ impl Model {
         let epoch = j["epoch"].as_u64().ok_or_else(|| bad("epoch missing"))? as usize;
         // Absent in checkpoints written at epoch ends by older versions.
         let batch = j.get("batch").and_then(Value::as_u64).unwrap_or(0) as usize;
-        self.compile_with_metrics(loss, config, &metrics)?;
-        let lens: Vec<usize> = self.get_weights().iter().map(|w| w.len()).collect();
+        let mut trainer = Trainer::with_metrics(model, loss, config, &metrics)?;
+        let lens = trainer.trainable_lengths();
         let slots: Vec<(String, Vec<f32>)> = state
             .tensors
             .iter()
@@ -102,16 +111,14 @@ impl Model {
             opt.load_state(iterations, &lens, &slots)
                 .map_err(|e| bad(&e.to_string()))?;
         }
-        if let Some(o) = self.optimizer_mut() {
-            *o = opt;
-        }
-        Ok((epoch, batch))
+        trainer.set_optimizer(opt);
+        Ok((trainer, epoch, batch))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::train::Fit;
+    use crate::train::{Fit, Trainer};
     use crate::{Adam, Dense, Loss, Lstm, Sequential};
     use ndarray::{Array3, ArrayD, IxDyn};
 
@@ -120,16 +127,16 @@ mod tests {
         let x = Array3::from_shape_fn((24, 10, 1), |(i, t, _)| ((i + t) as f32 * 0.3).sin());
         let y = ArrayD::from_shape_fn(IxDyn(&[24, 1]), |ix| ((ix[0] + 10) as f32 * 0.3).sin());
         let build = || {
-            let mut m = Sequential::new()
+            Sequential::new()
                 .input_shape(10, 1)
                 .add(Lstm::new(5).return_sequences(true).dropout(0.1))
                 .add(Lstm::new(4))
                 .add(Dense::new(1))
                 .seed(3)
                 .build()
-                .unwrap();
-            m.compile(Loss::Mse, Adam::new(0.01)).unwrap();
-            m
+                .unwrap()
+                .compile(Loss::Mse, Adam::new(0.01))
+                .unwrap()
         };
         let fit = |e0: usize, e1: usize| {
             Fit::new()
@@ -145,13 +152,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("stacklstm-ckpt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("ckpt.safetensors");
-        let state = first.training_state(2).unwrap();
+        let state = first.training_state(2);
         crate::io::native::save_checkpoint(&path, &first, None, Some(&state)).unwrap();
         let file = crate::io::native::load(&path).unwrap();
-        let mut resumed = file.model;
-        let epoch = resumed
-            .restore_training(file.training.as_ref().unwrap())
-            .unwrap();
+        let (mut resumed, epoch) =
+            Trainer::restore(file.model, file.training.as_ref().unwrap()).unwrap();
         assert_eq!(epoch, 2);
         resumed.fit(&x, &y, fit(epoch, 4)).unwrap();
         assert_eq!(resumed.get_weights(), straight.get_weights());
@@ -176,15 +181,15 @@ mod tests {
         let x = Array3::from_shape_fn((24, 6, 1), |(i, t, _)| ((i + t) as f32 * 0.3).sin());
         let y = ArrayD::from_shape_fn(IxDyn(&[24, 1]), |ix| ((ix[0] + 6) as f32 * 0.3).sin());
         let build = || {
-            let mut m = Sequential::new()
+            Sequential::new()
                 .input_shape(6, 1)
                 .add(Lstm::new(4).dropout(0.1))
                 .add(Dense::new(1))
                 .seed(5)
                 .build()
-                .unwrap();
-            m.compile(Loss::Mse, Adam::new(0.01)).unwrap();
-            m
+                .unwrap()
+                .compile(Loss::Mse, Adam::new(0.01))
+                .unwrap()
         };
         let fit = || Fit::new().epochs(3).batch_size(8).seed(1);
         let mut straight = build();
@@ -207,14 +212,12 @@ mod tests {
         let bytes = crate::io::native::to_bytes(
             &first,
             None,
-            Some(&first.training_state_at(at.epoch, at.batches_done).unwrap()),
+            Some(&first.training_state_at(at.epoch, at.batches_done)),
         )
         .unwrap();
         let file = crate::io::native::from_bytes(&bytes, "ckpt").unwrap();
-        let mut resumed = file.model;
-        let (epoch, batch) = resumed
-            .restore_training_at(file.training.as_ref().unwrap())
-            .unwrap();
+        let (mut resumed, epoch, batch) =
+            Trainer::restore_at(file.model, file.training.as_ref().unwrap()).unwrap();
         assert_eq!((epoch, batch), (1, 2));
         let h = resumed
             .fit(&x, &y, fit().initial_epoch(epoch).initial_batch(batch))

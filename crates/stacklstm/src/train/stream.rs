@@ -12,11 +12,13 @@ use ndarray::{Array3, ArrayD, IxDyn};
 
 use crate::data::text::TbpttBatches;
 use crate::error::{Error, Result};
-use crate::model::{Layer, Model};
+use crate::layers::embedding::EmbeddingLayer;
 use crate::train::metrics::Accum;
-use crate::train::{stop_requested, Callback, Evaluation, History, Interruption, TrainInfo};
+use crate::train::{
+    stop_requested, Callback, Evaluation, History, Interruption, TrainInfo, Trainer,
+};
 
-/// Options of [`Model::fit_stream`].
+/// Options of [`Trainer::fit_stream`].
 pub struct StreamFit {
     /// Epochs (default 1).
     pub epochs: usize,
@@ -72,22 +74,26 @@ fn batch_arrays(x: &ndarray::Array2<u32>, y: &ndarray::Array2<u32>) -> (Array3<f
     (xa, ya)
 }
 
-impl Model {
+impl Trainer {
+    /// Stream training needs token ids in (an Embedding first) and every recurrent layer
+    /// stateful and returning sequences (the state carries on from batch to batch).
     fn check_stream_model(&self) -> Result<()> {
-        if !matches!(self.layers().first(), Some(Layer::Embedding(_))) {
+        let model = self.model();
+        if !model.layers()[0].as_any().is::<EmbeddingLayer>() {
             return Err(Error::config(
                 "stream training needs a model that starts with an Embedding layer",
             ));
         }
-        let stateless: Vec<&str> = self
-            .layers()
+        let stateless: Vec<&str> = model
+            .spec()
+            .layers
             .iter()
-            .filter_map(|l| match l {
-                Layer::Lstm(l) if !l.spec.stateful || !l.spec.return_sequences => {
-                    Some(l.name.as_str())
-                }
-                _ => None,
+            .zip(model.layers())
+            .zip(model.layer_shapes())
+            .filter(|((spec, _), shape)| {
+                spec.config().has_return_sequences() && (!spec.config().stateful() || !shape.seq)
             })
+            .map(|((_, l), _)| l.name())
             .collect();
         if !stateless.is_empty() {
             return Err(Error::config(format!(
@@ -101,20 +107,14 @@ impl Model {
     /// Loss of one batch that carries stateful state on (Keras `test_on_batch`), dropout off.
     ///
     /// # Errors
-    /// As [`Model::evaluate`].
-    pub fn test_on_batch(
+    /// As [`Trainer::evaluate`].
+    pub fn test_on_batch<'a, D: ndarray::Dimension>(
         &mut self,
-        x: ndarray::ArrayView3<'_, f32>,
-        y: ndarray::ArrayViewD<'_, f32>,
+        x: impl ndarray::AsArray<'a, f32, ndarray::Ix3>,
+        y: impl ndarray::AsArray<'a, f32, D>,
     ) -> Result<f64> {
-        let loss = self
-            .compiled()
-            .ok_or_else(|| {
-                Error::State("call compile(loss, optimizer) before test_on_batch".into())
-            })?
-            .loss;
-        let v = self.eval_loss(x, y, loss)?;
-        self.carry_states();
+        let v = self.eval_loss(x.into(), y.into().into_dyn())?;
+        self.carry_last_states();
         Ok(v)
     }
 
@@ -123,15 +123,10 @@ impl Model {
     /// # Errors
     /// [`Error::InvalidConfig`] for a model that is not an Embedding + stateful LSTM stack,
     /// [`Error::InvalidInput`] for a stream too short for one batch, and the errors of
-    /// [`Model::train_on_batch`].
+    /// [`Trainer::train_on_batch`].
     pub fn fit_stream(&mut self, ids: &[u32], mut opts: StreamFit) -> Result<History> {
         self.check_stream_model()?;
-        let Some(c) = self.compiled() else {
-            return Err(Error::State(
-                "call compile(loss, optimizer) before fit_stream".into(),
-            ));
-        };
-        let (loss, metrics) = (c.loss, c.metrics.clone());
+        let metrics = self.metrics().to_vec();
         let batches = TbpttBatches::new(ids, opts.batch_size, opts.seq_len)?;
         let n = batches.num_batches();
         if n == 0 {
@@ -159,7 +154,6 @@ impl Model {
             )));
         }
         let mut history = History::default();
-        let width = self.output_shape().width;
         'epochs: for epoch in opts.initial_epoch..opts.epochs {
             let start = Instant::now();
             self.reset_states();
@@ -181,9 +175,8 @@ impl Model {
                     break;
                 };
                 let (xa, ya) = batch_arrays(&bx, &by);
-                let (value, samples) = self.train_step_at(xa.view(), ya.view(), epoch, k)?;
-                let parts = self.last_output_and_target();
-                acc.add(loss, value, samples, &parts, width);
+                let (value, samples) = self.train_step(xa.view(), ya.view(), epoch, k)?;
+                self.accumulate(&mut acc, value, samples);
                 for cb in &mut callbacks {
                     cb.on_batch_end(epoch, k, value)?;
                 }
@@ -217,12 +210,7 @@ impl Model {
         seq_len: usize,
     ) -> Result<Evaluation> {
         self.check_stream_model()?;
-        let Some(c) = self.compiled() else {
-            return Err(Error::State(
-                "call compile(loss, optimizer) before evaluate_stream".into(),
-            ));
-        };
-        let (loss, metrics) = (c.loss, c.metrics.clone());
+        let metrics = self.metrics().to_vec();
         // Short validation streams use fewer lanes rather than failing.
         let lanes = batch_size
             .min(ids.len().saturating_sub(1) / (seq_len + 1))
@@ -235,13 +223,11 @@ impl Model {
             )));
         }
         self.reset_states();
-        let width = self.output_shape().width;
         let mut acc = Accum::default();
         for (bx, by) in batches {
             let (xa, ya) = batch_arrays(&bx, &by);
-            let v = self.test_on_batch(xa.view(), ya.view())?;
-            let parts = self.last_output_and_target();
-            acc.add(loss, v, bx.dim().0, &parts, width);
+            let v = self.test_on_batch(&xa, &ya)?;
+            self.accumulate(&mut acc, v, bx.dim().0);
         }
         self.reset_states();
         Ok(Evaluation {
@@ -262,7 +248,7 @@ mod tests {
     #[test]
     fn learns_a_periodic_stream_and_refuses_stateless_models() {
         let ids: Vec<u32> = (0..2000).map(|i| [0u32, 1, 2, 3, 2, 1][i % 6]).collect();
-        let mut m = Sequential::new()
+        let m = Sequential::new()
             .input_features(1)
             .add(Embedding::new(4, 4))
             .add(Lstm::new(16).return_sequences(true).stateful(true))
@@ -271,7 +257,8 @@ mod tests {
             .build()
             .unwrap();
         let loss = Loss::SparseCategoricalCrossentropy { from_logits: true };
-        m.compile_with_metrics(loss, Adam::new(0.02), &[Metric::Accuracy])
+        let mut m = m
+            .compile_with_metrics(loss, Adam::new(0.02), &[Metric::Accuracy])
             .unwrap();
         let h = m
             .fit_stream(
@@ -288,14 +275,14 @@ mod tests {
         let last = h.epochs.last().unwrap();
         // After a 2 the next symbol depends on the direction; state tells it: accuracy 1.
         assert!(last.val_metrics["accuracy"] > 0.99, "{last:?}");
-        let mut stateless = Sequential::new()
+        let stateless = Sequential::new()
             .input_features(1)
             .add(Embedding::new(4, 4))
             .add(Lstm::new(4).return_sequences(true))
             .add(Dense::new(4))
             .build()
             .unwrap();
-        stateless.compile(loss, Adam::new(0.01)).unwrap();
+        let mut stateless = stateless.compile(loss, Adam::new(0.01)).unwrap();
         let err = stateless
             .fit_stream(&ids, StreamFit::default())
             .unwrap_err()

@@ -21,8 +21,8 @@ use std::path::Path;
 
 use ndarray::{ArrayD, IxDyn};
 
-use crate::activation::Activation;
 use crate::error::{shape_str, Error, Result};
+use crate::kernels::activation::Activation;
 use crate::layers::dense::Dense;
 use crate::layers::dropout::Dropout;
 use crate::layers::embedding::Embedding;

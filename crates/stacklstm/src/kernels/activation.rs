@@ -4,7 +4,7 @@
 //! why layers cache post-activation values: `tanh' = 1 - y^2`, `sigmoid' = y (1 - y)`,
 //! `hard_sigmoid' = 1/6` inside `0 < y < 1`, `relu' = [y > 0]`, `linear' = 1`.
 //! `tanh` and `sigmoid` use the vectorisable rational approximation of
-//! [`crate::kernels::math`] (max abs error 2.9e-7 for tanh, 1.7e-7 for sigmoid against f64).
+//! the kernels (max abs error 2.9e-7 for tanh, 1.7e-7 for sigmoid against f64).
 
 use serde::{Deserialize, Serialize};
 
@@ -69,9 +69,35 @@ impl Activation {
         self != Activation::Softmax
     }
 
-    /// `f(x)` for an elementwise activation (softmax is handled by the Dense layer).
+    /// Applies the activation to one row of values in place: elementwise, or for softmax
+    /// over the whole row (the values of one sample), so no activation can be applied the
+    /// wrong way.
+    ///
+    /// # Example
+    /// ```
+    /// use stacklstm::Activation;
+    /// let mut row = [1.0f32, 2.0, 3.0];
+    /// Activation::Softmax.apply_row(&mut row);
+    /// assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6 && row[2] > row[1]);
+    /// let mut row = [-1.0f32, 2.0];
+    /// Activation::Relu.apply_row(&mut row);
+    /// assert_eq!(row, [0.0, 2.0]);
+    /// ```
+    pub fn apply_row(self, row: &mut [f32]) {
+        if self == Activation::Softmax {
+            crate::kernels::softmax::softmax_in_place(row);
+        } else {
+            for v in row {
+                *v = self.apply(*v);
+            }
+        }
+    }
+
+    /// `f(x)` for an elementwise activation; softmax (a function of a whole row) is never
+    /// passed here: the LSTM refuses it and the Dense layer applies it per row.
     #[inline(always)]
-    pub fn apply(self, x: f32) -> f32 {
+    pub(crate) fn apply(self, x: f32) -> f32 {
+        debug_assert!(self.is_elementwise(), "softmax is not elementwise");
         match self {
             Activation::Tanh => tanh_fast(x),
             Activation::Sigmoid => sigmoid_fast(x),
@@ -83,7 +109,8 @@ impl Activation {
 
     /// `f'(x)` expressed through the output `y = f(x)` (see the module docs).
     #[inline(always)]
-    pub fn grad_from_output(self, y: f32) -> f32 {
+    pub(crate) fn grad_from_output(self, y: f32) -> f32 {
+        debug_assert!(self.is_elementwise(), "softmax is not elementwise");
         match self {
             Activation::Tanh => 1.0 - y * y,
             Activation::Sigmoid => y * (1.0 - y),
