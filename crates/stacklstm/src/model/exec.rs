@@ -49,7 +49,7 @@ pub(crate) struct Pass<'a> {
     pub masks: Option<&'a mut Rng>,
     /// Run backward, accumulating into these gradients after zeroing them.
     pub grads: Option<&'a mut Grads>,
-    /// Keep d input (one part only; see [`Model::input_gradient`]).
+    /// Keep d input in the part's `grad_a` (forces one part).
     pub input_grad: bool,
 }
 
