@@ -1,14 +1,9 @@
 //! `fit`: epochs of shuffled mini-batches with validation and callbacks (Keras `fit`).
 
-use std::time::Instant;
-
 use ndarray::{ArrayView3, ArrayViewD, AsArray, Axis, Dimension, Ix3, Slice};
 
-use super::metrics::Accum;
-use super::{
-    mix, stop_requested, Callback, Control, EpochLogs, Evaluation, Fit, History, Interruption,
-    Metric, TrainInfo, Trainer,
-};
+use super::epochs::{Epochs, Run};
+use super::{mix, Evaluation, Fit, History, Trainer};
 use crate::error::{shape_str, Error, Result};
 use crate::init::Rng;
 
@@ -27,7 +22,6 @@ impl Trainer {
         mut fit: Fit,
     ) -> Result<History> {
         let (xv, yv): (ArrayView3<'a, f32>, ArrayViewD<'a, f32>) = (x.into(), y.into().into_dyn());
-        let metrics = self.metrics().to_vec();
         let n = xv.dim().0;
         let y = &yv;
         if y.ndim() == 0 || y.shape()[0] != n {
@@ -79,97 +73,73 @@ impl Trainer {
             )),
             None => None,
         };
-        let batches = n_train.div_ceil(fit.batch_size);
-        let info = TrainInfo {
-            epochs: fit.epochs,
-            initial_epoch: fit.initial_epoch,
-            batches,
-            samples: n_train,
+        let mut src = Samples {
+            x: xv.slice_axis(Axis(0), Slice::from(..n_train)),
+            y: yv.slice_axis(Axis(0), Slice::from(..n_train)),
+            validation,
+            order: (0..n_train).collect(),
+            batch_size: fit.batch_size,
+            shuffle: fit.shuffle.then_some(fit.seed),
+            stateful,
         };
-        let mut callbacks = std::mem::take(&mut fit.callbacks);
-        for cb in &mut callbacks {
-            cb.on_train_begin(&info)?;
-        }
-        if fit.initial_batch > 0 && fit.initial_batch >= batches {
-            return Err(Error::input(format!(
-                "fit: initial_batch {} but an epoch has only {batches} batches",
-                fit.initial_batch
-            )));
-        }
-        let mut history = History::default();
-        let mut order: Vec<usize> = (0..n_train).collect();
-        'epochs: for epoch in fit.initial_epoch..fit.epochs {
-            let start = Instant::now();
-            if fit.shuffle {
-                order = (0..n_train).collect();
-                Rng::new(mix(fit.seed, epoch as u64)).shuffle(&mut order);
-            }
-            if stateful {
-                self.reset_states();
-            }
-            let mut acc = Accum::default();
-            for (bi, idx) in order.chunks(fit.batch_size).enumerate() {
-                if epoch == fit.initial_epoch && bi < fit.initial_batch {
-                    continue;
-                }
-                if stop_requested(fit.stop.as_ref()) {
-                    history.interrupted = Some(Interruption {
-                        epoch,
-                        batches_done: bi,
-                    });
-                    break 'epochs;
-                }
-                let bx = xv.select(Axis(0), idx);
-                let by = yv.select(Axis(0), idx);
-                let (value, samples) = self.train_step(bx.view(), by.view(), epoch, bi)?;
-                self.accumulate(&mut acc, value, samples);
-                for cb in &mut callbacks {
-                    cb.on_batch_end(epoch, bi, value)?;
-                }
-            }
-            let val = match &validation {
-                Some((vx, vy)) => Some(self.evaluate(vx.view(), vy.view(), fit.batch_size)?),
-                None => None,
-            };
-            let (logs, stop) = self.end_epoch(epoch, start, &acc, &metrics, val, &mut callbacks)?;
-            history.epochs.push(logs);
-            if stop {
-                break;
-            }
-        }
-        for cb in &mut callbacks {
-            cb.on_train_end(self)?;
-        }
-        Ok(history)
+        self.run_epochs(
+            &mut src,
+            Run {
+                what: "fit",
+                epochs: fit.epochs,
+                initial_epoch: fit.initial_epoch,
+                initial_batch: fit.initial_batch,
+                stop: fit.stop.as_ref(),
+                callbacks: std::mem::take(&mut fit.callbacks),
+            },
+        )
     }
+}
 
-    /// Logs an epoch and runs the callbacks' `on_epoch_end`; returns the logs and whether a
-    /// callback asked to stop.
-    pub(crate) fn end_epoch(
-        &mut self,
-        epoch: usize,
-        start: Instant,
-        acc: &Accum,
-        metrics: &[Metric],
-        val: Option<Evaluation>,
-        callbacks: &mut [Box<dyn Callback>],
-    ) -> Result<(EpochLogs, bool)> {
-        let logs = EpochLogs {
-            epoch,
-            loss: acc.loss(),
-            val_loss: val.as_ref().map(|e| e.loss),
-            metrics: metrics
-                .iter()
-                .map(|m| (m.name().to_string(), acc.value(*m)))
-                .collect(),
-            val_metrics: val.map(|e| e.metrics).unwrap_or_default(),
-            learning_rate: self.optimizer().current_learning_rate(),
-            seconds: start.elapsed().as_secs_f64(),
-        };
-        let mut stop = false;
-        for cb in callbacks.iter_mut() {
-            stop |= cb.on_epoch_end(self, &logs)? == Control::Stop;
+/// The epochs of `fit`: mini-batches of samples, shuffled per epoch from `(seed, epoch)`.
+struct Samples<'a> {
+    /// The training samples.
+    x: ArrayView3<'a, f32>,
+    y: ArrayViewD<'a, f32>,
+    validation: Option<(ArrayView3<'a, f32>, ArrayViewD<'a, f32>)>,
+    /// Sample order of the current epoch.
+    order: Vec<usize>,
+    batch_size: usize,
+    /// The shuffle seed, when shuffling.
+    shuffle: Option<u64>,
+    /// Whether carried state is reset at every epoch start.
+    stateful: bool,
+}
+
+impl Epochs for Samples<'_> {
+    fn batches(&self) -> usize {
+        self.order.len().div_ceil(self.batch_size)
+    }
+    fn samples(&self) -> usize {
+        self.order.len()
+    }
+    fn begin(&mut self, trainer: &mut Trainer, epoch: usize) {
+        if let Some(seed) = self.shuffle {
+            self.order = (0..self.order.len()).collect();
+            Rng::new(mix(seed, epoch as u64)).shuffle(&mut self.order);
         }
-        Ok((logs, stop))
+        if self.stateful {
+            trainer.reset_states();
+        }
+    }
+    fn step(&mut self, trainer: &mut Trainer, epoch: usize, k: usize) -> Result<(f64, usize)> {
+        let n = self.order.len();
+        let idx = &self.order[k * self.batch_size..((k + 1) * self.batch_size).min(n)];
+        let bx = self.x.select(Axis(0), idx);
+        let by = self.y.select(Axis(0), idx);
+        trainer.train_step(bx.view(), by.view(), epoch, k)
+    }
+    fn validate(&mut self, trainer: &mut Trainer) -> Result<Option<Evaluation>> {
+        match &self.validation {
+            Some((vx, vy)) => trainer
+                .evaluate(vx.view(), vy.view(), self.batch_size)
+                .map(Some),
+            None => Ok(None),
+        }
     }
 }

@@ -20,6 +20,7 @@
 
 pub mod callbacks;
 pub mod checkpoint;
+mod epochs;
 mod fit;
 pub mod metrics;
 pub mod stream;

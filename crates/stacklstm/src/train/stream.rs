@@ -6,17 +6,15 @@
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Instant;
 
 use ndarray::{Array3, ArrayD, IxDyn};
 
 use crate::data::text::TbpttBatches;
 use crate::error::{Error, Result};
 use crate::layers::embedding::EmbeddingLayer;
+use crate::train::epochs::{Epochs, Run};
 use crate::train::metrics::Accum;
-use crate::train::{
-    stop_requested, Callback, Evaluation, History, Interruption, TrainInfo, Trainer,
-};
+use crate::train::{Callback, Evaluation, History, Trainer};
 
 /// Options of [`Trainer::fit_stream`].
 pub struct StreamFit {
@@ -126,7 +124,6 @@ impl Trainer {
     /// [`Trainer::train_on_batch`].
     pub fn fit_stream(&mut self, ids: &[u32], mut opts: StreamFit) -> Result<History> {
         self.check_stream_model()?;
-        let metrics = self.metrics().to_vec();
         let batches = TbpttBatches::new(ids, opts.batch_size, opts.seq_len)?;
         let n = batches.num_batches();
         if n == 0 {
@@ -137,65 +134,23 @@ impl Trainer {
                 opts.seq_len
             )));
         }
-        let info = TrainInfo {
-            epochs: opts.epochs,
-            initial_epoch: opts.initial_epoch,
-            batches: n,
-            samples: n * opts.batch_size,
+        let mut src = Stream {
+            batches,
+            validation: opts.validation.take(),
+            lanes: opts.batch_size,
+            seq_len: opts.seq_len,
         };
-        let mut callbacks = std::mem::take(&mut opts.callbacks);
-        for cb in &mut callbacks {
-            cb.on_train_begin(&info)?;
-        }
-        if opts.initial_batch > 0 && opts.initial_batch >= n {
-            return Err(Error::input(format!(
-                "fit_stream: initial_batch {} but an epoch has only {n} batches",
-                opts.initial_batch
-            )));
-        }
-        let mut history = History::default();
-        'epochs: for epoch in opts.initial_epoch..opts.epochs {
-            let start = Instant::now();
-            self.reset_states();
-            let mut acc = Accum::default();
-            let first = if epoch == opts.initial_epoch {
-                opts.initial_batch
-            } else {
-                0
-            };
-            for k in first..n {
-                if stop_requested(opts.stop.as_ref()) {
-                    history.interrupted = Some(Interruption {
-                        epoch,
-                        batches_done: k,
-                    });
-                    break 'epochs;
-                }
-                let Some((bx, by)) = batches.batch(k) else {
-                    break;
-                };
-                let (xa, ya) = batch_arrays(&bx, &by);
-                let (value, samples) = self.train_step(xa.view(), ya.view(), epoch, k)?;
-                self.accumulate(&mut acc, value, samples);
-                for cb in &mut callbacks {
-                    cb.on_batch_end(epoch, k, value)?;
-                }
-            }
-            let val = match &opts.validation {
-                Some(v) => Some(self.evaluate_stream(v, opts.batch_size, opts.seq_len)?),
-                None => None,
-            };
-            self.reset_states();
-            let (logs, stop) = self.end_epoch(epoch, start, &acc, &metrics, val, &mut callbacks)?;
-            history.epochs.push(logs);
-            if stop {
-                break;
-            }
-        }
-        for cb in &mut callbacks {
-            cb.on_train_end(self)?;
-        }
-        Ok(history)
+        self.run_epochs(
+            &mut src,
+            Run {
+                what: "fit_stream",
+                epochs: opts.epochs,
+                initial_epoch: opts.initial_epoch,
+                initial_batch: opts.initial_batch,
+                stop: opts.stop.as_ref(),
+                callbacks: std::mem::take(&mut opts.callbacks),
+            },
+        )
     }
 
     /// Loss and metrics of a language model over a token stream, lanes and truncation as in
@@ -237,6 +192,42 @@ impl Trainer {
                 .map(|m| (m.name().to_string(), acc.value(*m)))
                 .collect(),
         })
+    }
+}
+
+/// The epochs of `fit_stream`: consecutive batches of the lanes, state carried from one
+/// to the next and reset at every epoch start and around validation.
+struct Stream<'a> {
+    batches: TbpttBatches<'a>,
+    validation: Option<Vec<u32>>,
+    lanes: usize,
+    seq_len: usize,
+}
+
+impl Epochs for Stream<'_> {
+    fn batches(&self) -> usize {
+        self.batches.num_batches()
+    }
+    fn samples(&self) -> usize {
+        self.batches.num_batches() * self.lanes
+    }
+    fn begin(&mut self, trainer: &mut Trainer, _: usize) {
+        trainer.reset_states();
+    }
+    fn step(&mut self, trainer: &mut Trainer, epoch: usize, k: usize) -> Result<(f64, usize)> {
+        let Some((bx, by)) = self.batches.batch(k) else {
+            return Err(Error::input(format!("fit_stream: no batch {k}")));
+        };
+        let (xa, ya) = batch_arrays(&bx, &by);
+        trainer.train_step(xa.view(), ya.view(), epoch, k)
+    }
+    fn validate(&mut self, trainer: &mut Trainer) -> Result<Option<Evaluation>> {
+        let val = match &self.validation {
+            Some(v) => Some(trainer.evaluate_stream(v, self.lanes, self.seq_len)?),
+            None => None,
+        };
+        trainer.reset_states();
+        Ok(val)
     }
 }
 
