@@ -1,4 +1,4 @@
-//! Signals: Ctrl-C during `train` saves the training state and exits 130, and resuming from
+//! Signals: Ctrl-C during `train series` or `train text` saves the training state and exits 130, and resuming from
 //! it ends where an uninterrupted run ends; SIGKILL in the middle of saving a model never
 //! leaves a broken file under the target name.
 #![cfg(unix)]
@@ -66,6 +66,7 @@ fn ctrl_c_saves_the_training_state_and_resuming_ends_like_a_straight_run() {
     let args = |out: &'static str| {
         vec![
             "train",
+            "series",
             "--data",
             "s.csv",
             "--target",
@@ -129,7 +130,7 @@ fn ctrl_c_writes_the_checkpoint_path_when_given_and_text_runs_resume() {
     write(d, "t.txt", text);
     let base = [
         "train",
-        "--text",
+        "text",
         "--data",
         "t.txt",
         "--layers",
