@@ -41,7 +41,9 @@ pub enum Command {
     Import(import::Args),
     /// Export a model to ONNX.
     Export(export::Args),
-    /// Run benchmark workloads (shapes from workloads.json) and print their measurements.
+    /// Run benchmark workloads (shapes from workloads.json) and print their measurements: the
+    /// harness of `bench/compare.py`, hidden from the command list.
+    #[command(hide = true)]
     Bench(bench::Args),
     /// Train a stacked LSTM on a CSV time series (`train series`) or a text (`train text`), and save it.
     Train(train::Args),
