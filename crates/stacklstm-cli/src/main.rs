@@ -10,7 +10,12 @@ mod cmd;
 use clap::Parser;
 
 fn main() {
-    let cli = cmd::Cli::parse();
+    let cli = cmd::Cli::try_parse().unwrap_or_else(|e| {
+        // `train --data ...` without a mode: say which modes there are, not just that
+        // `--data` is unexpected.
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        cmd::train::missing_mode_error(&args).unwrap_or(e).exit()
+    });
     if let Err(e) = cmd::run(cli) {
         if cmd::is_broken_pipe(&e) {
             // A closed pipe (e.g. `stacklstm summary m | head -1`) is not an error.

@@ -95,7 +95,7 @@ fn fixtures(d: &Path) {
         d,
         &[
             "train",
-            "--text",
+            "text",
             "--data",
             "t.txt",
             "--layers",
@@ -149,6 +149,7 @@ fn cases() -> Vec<Case> {
     let train = |extra: &[&'static str]| {
         let mut v = vec![
             "train",
+            "series",
             "--target",
             "temp",
             "--date-column",
@@ -167,7 +168,7 @@ fn cases() -> Vec<Case> {
     let text = |extra: &[&'static str]| {
         let mut v = vec![
             "train",
-            "--text",
+            "text",
             "--layers",
             "4",
             "--embedding",
@@ -185,14 +186,14 @@ fn cases() -> Vec<Case> {
     };
     let data = |d: &'static str| ["--data", d, "--out", "o.safetensors"];
     let mut v = vec![
-        // train, CSV series
+        // train series
         case(
-            "train: non-numeric cell",
+            "train series: non-numeric cell",
             &train(&data("nonnum.csv")),
             &["nonnum.csv", "line 5", "column 'temp'", "warm"],
         ),
         case(
-            "train: unknown --target",
+            "train series: unknown --target",
             &train(&[
                 "--data",
                 "s.csv",
@@ -204,7 +205,7 @@ fn cases() -> Vec<Case> {
             &["s.csv", "'nope'"],
         ),
         case(
-            "train: unknown --features",
+            "train series: unknown --features",
             &train(&[
                 "--data",
                 "s.csv",
@@ -216,57 +217,57 @@ fn cases() -> Vec<Case> {
             &["s.csv", "'wind'"],
         ),
         case(
-            "train: 0-byte CSV",
+            "train series: 0-byte CSV",
             &train(&data("empty.csv")),
             &["empty.csv", "empty"],
         ),
         case(
-            "train: header-only CSV",
+            "train series: header-only CSV",
             &train(&data("hdr.csv")),
             &["hdr.csv", "no data rows"],
         ),
         case(
-            "train: binary garbage",
+            "train series: binary garbage",
             &train(&data("garbage.bin")),
             &["garbage.bin", "UTF-8"],
         ),
         case(
-            "train: directory as data",
+            "train series: directory as data",
             &train(&data("adir")),
             &["adir", "directory"],
         ),
         case(
-            "train: missing data file",
+            "train series: missing data file",
             &train(&data("missing.csv")),
             &["missing.csv", "No such file"],
         ),
         case(
-            "train: NaN cell",
+            "train series: NaN cell",
             &train(&data("nan.csv")),
             &["nan.csv", "line 7", "column 'temp'"],
         ),
         case(
-            "train: series shorter than window + horizon",
+            "train series: series shorter than window + horizon",
             &train(&data("short.csv")),
             &["short.csv", "fewer than window (8) + horizon (1)"],
         ),
         case(
-            "train: output into a missing folder",
+            "train series: output into a missing folder",
             &train(&["--data", "s.csv", "--out", "nodir/o.safetensors"]),
             &["nodir/o.safetensors", "folder nodir does not exist"],
         ),
         case(
-            "train: output under a file",
+            "train series: output under a file",
             &train(&["--data", "s.csv", "--out", "s.csv/o.safetensors"]),
             &["s.csv/o.safetensors", "s.csv is not a folder"],
         ),
         case(
-            "train: output is a folder",
+            "train series: output is a folder",
             &train(&["--data", "s.csv", "--out", "adir"]),
             &["adir", "is a folder"],
         ),
         case(
-            "train: checkpoint under a file",
+            "train series: checkpoint under a file",
             &train(&[
                 "--data",
                 "s.csv",
@@ -278,7 +279,7 @@ fn cases() -> Vec<Case> {
             &["s.csv/ck.safetensors", "not a folder"],
         ),
         case(
-            "train: plot of an unknown type",
+            "train series: plot of an unknown type",
             &train(&[
                 "--data",
                 "s.csv",
@@ -290,7 +291,7 @@ fn cases() -> Vec<Case> {
             &["loss.gif", ".gif", "svg, png"],
         ),
         case(
-            "train: plot into a missing folder",
+            "train series: plot into a missing folder",
             &train(&[
                 "--data",
                 "s.csv",
@@ -302,7 +303,7 @@ fn cases() -> Vec<Case> {
             &["nodir/loss.png", "does not exist"],
         ),
         case(
-            "train: resume from a truncated file",
+            "train series: resume from a truncated file",
             &train(&[
                 "--data",
                 "s.csv",
@@ -314,7 +315,7 @@ fn cases() -> Vec<Case> {
             &["trunc.safetensors", "truncated"],
         ),
         case(
-            "train: resume from a future version",
+            "train series: resume from a future version",
             &train(&[
                 "--data",
                 "s.csv",
@@ -326,7 +327,7 @@ fn cases() -> Vec<Case> {
             &["future.safetensors", "format_version 999"],
         ),
         case(
-            "train: resume from a model without training state",
+            "train series: resume from a model without training state",
             &train(&[
                 "--data",
                 "s.csv",
@@ -338,7 +339,7 @@ fn cases() -> Vec<Case> {
             &["m.safetensors", "without training state"],
         ),
         case(
-            "train: architecture file of garbage",
+            "train series: architecture file of garbage",
             &train(&[
                 "--data",
                 "s.csv",
@@ -350,7 +351,21 @@ fn cases() -> Vec<Case> {
             &["garbage.bin"],
         ),
         case(
-            "train: zero horizon",
+            "train series: zero checkpoint interval",
+            &train(&[
+                "--data",
+                "s.csv",
+                "--out",
+                "o.safetensors",
+                "--checkpoint",
+                "ck.safetensors",
+                "--checkpoint-every",
+                "0",
+            ]),
+            &["--checkpoint-every must be at least 1"],
+        ),
+        case(
+            "train series: zero horizon",
             &train(&[
                 "--data",
                 "s.csv",
@@ -361,41 +376,34 @@ fn cases() -> Vec<Case> {
             ]),
             &["horizon"],
         ),
+        // train text
         case(
-            "train: unknown optimizer",
-            &train(&[
-                "--data",
-                "s.csv",
-                "--out",
-                "o.safetensors",
-                "--optimizer",
-                "adamax",
-            ]),
-            &["'adamax'"],
-        ),
-        // train, text
-        case(
-            "train --text: empty text",
+            "train text: empty text",
             &text(&data("empty.txt")),
             &["empty.txt", "empty"],
         ),
         case(
-            "train --text: binary garbage",
+            "train text: binary garbage",
             &text(&data("garbage.bin")),
             &["garbage.bin", "UTF-8"],
         ),
         case(
-            "train --text: text shorter than one batch",
+            "train text: text shorter than one batch",
             &text(&data("short.txt")),
             &["short.txt", "too few"],
         ),
         case(
-            "train --text: directory",
+            "train text: directory",
             &text(&data("adir")),
             &["adir", "directory"],
         ),
         case(
-            "train --text: resume from a series checkpoint",
+            "train text: output into a missing folder",
+            &text(&["--data", "t.txt", "--out", "nodir/o.safetensors"]),
+            &["nodir/o.safetensors", "folder nodir does not exist"],
+        ),
+        case(
+            "train text: resume from a series checkpoint",
             &text(&[
                 "--data",
                 "t.txt",

@@ -1,5 +1,6 @@
 //! `stacklstm bench` end to end on a tiny workload table written to a temp dir: the record
-//! schema the comparison script relies on, and the error paths.
+//! schema the comparison script relies on, the error paths, and that the command, a harness
+//! for `bench/compare.py`, stays out of the command list.
 
 use std::process::Command;
 
@@ -104,4 +105,25 @@ fn unknown_workload_and_missing_table_are_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/w.json"));
+}
+
+#[test]
+fn bench_runs_but_is_not_in_the_command_list() {
+    let out = Command::new(env!("CARGO_BIN_EXE_stacklstm"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(help.contains("train"), "{help}");
+    assert!(
+        !help.lines().any(|l| l.trim_start().starts_with("bench")),
+        "{help}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_stacklstm"))
+        .args(["bench", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--workload"));
 }

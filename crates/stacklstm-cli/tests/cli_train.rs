@@ -1,13 +1,13 @@
 //! The real `stacklstm` binary end to end in a temp dir: train -> evaluate -> predict ->
 //! forecast on a small CSV series, train -> generate on a small text, resuming through a
-//! checkpoint, divergence, `--help` of every subcommand, and the demo.
+//! checkpoint, divergence, `--help` of every subcommand, usage errors, and the demo.
 
 mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use common::{ok, run_in, sine_csv, small_text, train_series, write};
+use common::{listing, ok, run_in, sine_csv, small_text, train_series, write};
 use ndarray::Array3;
 use serde_json::Value;
 
@@ -211,7 +211,7 @@ fn text_train_generate_evaluate() {
         d,
         &[
             "train",
-            "--text",
+            "text",
             "--data",
             "t.txt",
             "--layers",
@@ -407,13 +407,15 @@ fn divergence_names_epoch_step_and_the_last_good_checkpoint() {
 }
 
 /// The options of a `--help` page: `(flag, description)`; a description may continue on
-/// the next lines.
+/// the next lines. Options are listed under "Options:", "Arguments:" and custom headings
+/// ("Data:", "Model:", ...), not under "Commands:".
 fn options(help: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     let mut in_options = false;
     for line in help.lines() {
-        if line.starts_with("Options:") || line.starts_with("Arguments:") {
-            in_options = true;
+        let heading = !line.starts_with(' ') && line.ends_with(':') && !line.contains(' ');
+        if heading {
+            in_options = line != "Commands:";
             continue;
         }
         if !in_options || line.trim().is_empty() {
@@ -441,14 +443,25 @@ fn options(help: &str) -> Vec<(String, String)> {
 fn help_of_every_subcommand_documents_every_flag() {
     let tmp = tempfile::tempdir().unwrap();
     let top = ok(&run_in(tmp.path(), &["--help"]));
-    let subs = [
-        "predict", "summary", "import", "export", "train", "evaluate", "forecast", "generate",
-        "demo",
+    let subs: [&[&str]; 10] = [
+        &["predict"],
+        &["summary"],
+        &["import"],
+        &["export"],
+        &["train", "series"],
+        &["train", "text"],
+        &["evaluate"],
+        &["forecast"],
+        &["generate"],
+        &["demo"],
     ];
     let mut problems = Vec::new();
-    for sub in subs {
-        assert!(top.contains(sub), "top-level help lacks {sub}");
-        let help = ok(&run_in(tmp.path(), &[sub, "--help"]));
+    for words in subs {
+        assert!(top.contains(words[0]), "top-level help lacks {}", words[0]);
+        let sub = words.join(" ");
+        let mut args = words.to_vec();
+        args.push("--help");
+        let help = ok(&run_in(tmp.path(), &args));
         let usage = help.lines().find(|l| l.starts_with("Usage:")).unwrap_or("");
         let opts = options(&help);
         if opts.len() < 2 {
@@ -475,6 +488,214 @@ fn help_of_every_subcommand_documents_every_flag() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The description of `flag` on a `--help` page.
+fn describe(help: &str, flag: &str) -> String {
+    options(help)
+        .into_iter()
+        .find(|(f, _)| f == flag)
+        .unwrap_or_else(|| panic!("no {flag} in\n{help}"))
+        .1
+}
+
+#[test]
+fn train_help_lists_the_modes_and_each_mode_its_choices() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let help = ok(&run_in(d, &["train", "--help"]));
+    let modes: Vec<&str> = help
+        .lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(modes, ["series", "text", "help"], "{help}");
+
+    let optimizers = "adam, adamw, sgd, rmsprop, adagrad";
+    let series: &[(&str, &str)] = &[
+        ("--optimizer", optimizers),
+        ("--loss", "mse, mae, huber"),
+        ("--fill", "error, ffill, interpolate, drop"),
+        ("--scaler", "minmax, standard, none"),
+    ];
+    let text: &[(&str, &str)] = &[("--optimizer", optimizers), ("--level", "char, word")];
+    // Each mode offers its own options only.
+    for (mode, choices, foreign) in [
+        (
+            "series",
+            series,
+            ["--level", "--seq-len", "--embedding", "--text"],
+        ),
+        ("text", text, ["--target", "--window", "--loss", "--text"]),
+    ] {
+        let help = ok(&run_in(d, &["train", mode, "--help"]));
+        for prefix in ["CSV:", "Text:"] {
+            assert!(
+                !help.contains(prefix),
+                "train {mode} --help: '{prefix}' in\n{help}"
+            );
+        }
+        for (flag, values) in choices {
+            let desc = describe(&help, flag);
+            assert!(
+                desc.contains(&format!("[possible values: {values}]")),
+                "train {mode} {flag}: '{desc}'"
+            );
+        }
+        for flag in foreign {
+            assert!(
+                !help.contains(&format!("{flag} ")),
+                "train {mode} --help offers {flag}"
+            );
+        }
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_and_the_form_without_a_mode_names_the_modes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write(d, "s.csv", sine_csv(100));
+    write(d, "t.txt", small_text());
+    let series = |extra: &[&'static str]| {
+        let mut v = vec![
+            "train",
+            "series",
+            "--data",
+            "s.csv",
+            "--target",
+            "temp",
+            "--out",
+            "m.safetensors",
+        ];
+        v.extend_from_slice(extra);
+        v
+    };
+    let text = |extra: &[&'static str]| {
+        let mut v = vec![
+            "train",
+            "text",
+            "--data",
+            "t.txt",
+            "--out",
+            "lm.safetensors",
+        ];
+        v.extend_from_slice(extra);
+        v
+    };
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        // The form before modes: what to type instead.
+        (
+            vec![
+                "train",
+                "--data",
+                "s.csv",
+                "--target",
+                "temp",
+                "--out",
+                "m.safetensors",
+            ],
+            vec![
+                "`stacklstm train series --data",
+                "`stacklstm train text --data",
+            ],
+        ),
+        (
+            vec![
+                "train",
+                "--text",
+                "--data",
+                "t.txt",
+                "--out",
+                "lm.safetensors",
+            ],
+            vec!["`stacklstm train text --data", "instead of `train --text`"],
+        ),
+        (
+            series(&["--optimizer", "adamax"]),
+            vec![
+                "'adamax'",
+                "--optimizer",
+                "adam, adamw, sgd, rmsprop, adagrad",
+            ],
+        ),
+        (
+            series(&["--loss", "hinge"]),
+            vec!["'hinge'", "mse, mae, huber"],
+        ),
+        (
+            series(&["--fill", "zero"]),
+            vec!["'zero'", "error, ffill, interpolate, drop"],
+        ),
+        (
+            series(&["--scaler", "log"]),
+            vec!["'log'", "minmax, standard, none"],
+        ),
+        (
+            vec![
+                "train",
+                "series",
+                "--data",
+                "s.csv",
+                "--out",
+                "m.safetensors",
+            ],
+            vec!["--target"],
+        ),
+        (text(&["--level", "byte"]), vec!["'byte'", "char, word"]),
+        (
+            text(&["--optimizer", "lion"]),
+            vec!["'lion'", "--optimizer"],
+        ),
+        (text(&["--target", "temp"]), vec!["'--target'"]),
+        (
+            vec![
+                "evaluate",
+                "--model",
+                "m.safetensors",
+                "--data",
+                "s.csv",
+                "--fill",
+                "mean",
+            ],
+            vec!["'mean'", "error, ffill, interpolate, drop"],
+        ),
+    ];
+    let before = listing(d);
+    let mut problems = Vec::new();
+    for (args, needles) in &cases {
+        let out = run_in(d, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let mut wrong = Vec::new();
+        if out.status.code() != Some(2) {
+            wrong.push(format!("exit code {:?}, expected 2", out.status.code()));
+        }
+        if !err.starts_with("error: ") || err.contains("panicked") {
+            wrong.push("stderr does not start with 'error: '".to_string());
+        }
+        for n in needles {
+            if !err.contains(n) {
+                wrong.push(format!("no '{n}'"));
+            }
+        }
+        if !wrong.is_empty() {
+            problems.push(format!(
+                "stacklstm {}: {}\n{err}",
+                args.join(" "),
+                wrong.join("; ")
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert_eq!(listing(d), before, "a usage error left files behind");
+
+    // `train` alone shows the modes.
+    let out = run_in(d, &["train"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("series") && err.contains("text"), "{err}");
 }
 
 #[test]

@@ -8,7 +8,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use stacklstm::data::prep::Preprocessing;
 use stacklstm::data::window::{self, make_windows};
-use stacklstm::data::FillMode;
+
+use super::choices::Fill;
 
 /// Arguments of `evaluate`.
 #[derive(Debug, clap::Args)]
@@ -19,9 +20,9 @@ pub struct Args {
     /// Data: a CSV with the model's columns, or a UTF-8 text for a language model.
     #[arg(long)]
     pub data: PathBuf,
-    /// CSV: missing values: error, ffill, interpolate or drop.
-    #[arg(long, default_value = "error")]
-    pub fill: FillMode,
+    /// Missing CSV values: an error, filled forward, interpolated, or their rows dropped.
+    #[arg(long, value_enum, ignore_case = true, default_value_t = Fill::Error)]
+    pub fill: Fill,
     /// Series: season of the seasonal-naive baseline [default: min(12, window)].
     #[arg(long)]
     pub season: Option<usize>,
@@ -43,7 +44,7 @@ pub fn run(a: &Args) -> Result<()> {
             scaler,
             ..
         } => {
-            let s = super::prep::read_series(&a.data, &prep, a.fill)?;
+            let s = super::prep::read_series(&a.data, &prep, a.fill.into())?;
             let scaled = scaler.transform(s.values.view())?;
             let w = make_windows(scaled.view(), target_idx, spec)
                 .with_context(|| format!("{}: windowing {} rows", a.data.display(), s.n_rows()))?;

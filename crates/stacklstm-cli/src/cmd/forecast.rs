@@ -5,12 +5,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use stacklstm::data::prep::{forecast_recursive, Preprocessing};
-use stacklstm::data::FillMode;
+
+use super::choices::Fill;
 
 /// Arguments of `forecast`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A series model written by `stacklstm train`.
+    /// A series model written by `stacklstm train series`.
     #[arg(long)]
     pub model: PathBuf,
     /// The history: a CSV with the model's columns (its last window rows are used).
@@ -25,9 +26,9 @@ pub struct Args {
     /// Plot the history and the forecast to this .png or .svg [default: none].
     #[arg(long)]
     pub plot: Option<PathBuf>,
-    /// CSV: missing values: error, ffill, interpolate or drop.
-    #[arg(long, default_value = "error")]
-    pub fill: FillMode,
+    /// Missing values: an error, filled forward, interpolated, or their rows dropped.
+    #[arg(long, value_enum, ignore_case = true, default_value_t = Fill::Error)]
+    pub fill: Fill,
 }
 
 /// Runs `forecast`.
@@ -42,7 +43,7 @@ pub fn run(a: &Args) -> Result<()> {
         super::check_plot(p)?;
     }
     let (model, prep) = super::prep::load(&a.model)?;
-    let s = super::prep::read_series(&a.data, &prep, a.fill)?;
+    let s = super::prep::read_series(&a.data, &prep, a.fill.into())?;
     let f = forecast_recursive(&model, &prep, s.values.view(), a.steps)
         .with_context(|| format!("forecasting from {}", a.data.display()))?;
     let Preprocessing::Series { features, .. } = &prep else {

@@ -12,7 +12,7 @@ use stacklstm::init::Rng;
 /// Arguments of `generate`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A language model written by `stacklstm train --text`.
+    /// A language model written by `stacklstm train text`.
     #[arg(long)]
     pub model: PathBuf,
     /// Text to start from (every character/word must be in the vocabulary) [default: a newline, or the first token].

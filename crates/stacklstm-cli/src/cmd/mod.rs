@@ -1,6 +1,7 @@
 //! Subcommands and what they share: loading a model with an optional architecture.
 
 pub mod bench;
+mod choices;
 mod demo;
 mod evaluate;
 mod export;
@@ -12,7 +13,7 @@ mod prep;
 mod progress;
 mod report;
 mod summary;
-mod train;
+pub mod train;
 
 use std::path::{Path, PathBuf};
 
@@ -40,10 +41,12 @@ pub enum Command {
     Import(import::Args),
     /// Export a model to ONNX.
     Export(export::Args),
-    /// Run benchmark workloads (shapes from workloads.json) and print their measurements.
+    /// Run benchmark workloads (shapes from workloads.json) and print their measurements: the
+    /// harness of `bench/compare.py`, hidden from the command list.
+    #[command(hide = true)]
     Bench(bench::Args),
-    /// Train a stacked LSTM on a CSV time series or a text, and save it.
-    Train(Box<train::Args>),
+    /// Train a stacked LSTM on a CSV time series (`train series`) or a text (`train text`), and save it.
+    Train(train::Args),
     /// Loss and errors of a trained model on new data, next to baselines.
     Evaluate(evaluate::Args),
     /// Forecast a series past its end, feeding predictions back.

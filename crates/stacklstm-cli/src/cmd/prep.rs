@@ -36,7 +36,7 @@ pub fn read_series(
     } = prep
     else {
         bail!(
-            "this is a language model; pass a text file (and use `generate` or `evaluate --text`)"
+            "this is a language model: `evaluate` it on a text file, or sample it with `generate`"
         );
     };
     let opts = CsvOptions {

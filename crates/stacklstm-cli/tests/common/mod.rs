@@ -104,11 +104,12 @@ pub fn listing(dir: &Path) -> Vec<String> {
     v
 }
 
-/// Trains a small series model on `data` (in `dir`) to `out` (2 epochs unless `extra`
-/// says otherwise); extra flags appended.
+/// Trains a small series model (`train series`) on `data` (in `dir`) to `out` (2 epochs
+/// unless `extra` says otherwise); extra flags appended.
 pub fn train_series(dir: &Path, data: &str, out: &str, extra: &[&str]) -> Output {
     let mut args = vec![
         "train",
+        "series",
         "--data",
         data,
         "--target",
