@@ -249,7 +249,9 @@ impl Model {
                 got: shape_str(&[b, t, f]),
             });
         }
-        check_finite(x, &format!("model '{}'", self.spec.name))?;
+        if !x.iter().all(|v| v.is_finite()) {
+            check_finite(x, &format!("model '{}'", self.spec.name))?;
+        }
         self.layers[0].check_input(x)?;
         for (l, st) in self.layers.iter().zip(&self.states) {
             if let Some(st) = st.as_ref().filter(|st| st.batch != b) {

@@ -86,11 +86,16 @@ impl Workspace {
         b: usize,
         n_parts: usize,
     ) {
-        let types: Vec<TypeId> = layers.iter().map(|l| l.as_any().type_id()).collect();
-        if types != self.types {
+        let same = self.types.len() == layers.len()
+            && self
+                .types
+                .iter()
+                .zip(layers)
+                .all(|(t, l)| *t == l.as_any().type_id());
+        if !same {
             self.parts.clear();
             self.full.clear();
-            self.types = types;
+            self.types = layers.iter().map(|l| l.as_any().type_id()).collect();
         }
         let caches = |v: &mut Vec<Box<dyn Cache>>| {
             if v.len() != layers.len() {

@@ -223,15 +223,16 @@ impl Trainer {
         if !value.is_finite() {
             return Err(diverged(format!("the loss is {value}")));
         }
-        for ((name, _), g) in self
-            .model
-            .weight_names()
+        let bad = self
+            .grads
             .iter()
-            .zip(self.grads.iter().flatten())
-        {
-            if let Some(g) = g.iter().find(|g| !g.is_finite()) {
-                return Err(diverged(format!("the gradient of {name} holds {g}")));
-            }
+            .flatten()
+            .enumerate()
+            .find_map(|(k, g)| g.iter().find(|g| !g.is_finite()).map(|g| (k, *g)));
+        if let Some((k, g)) = bad {
+            let names = self.model.weight_names();
+            let name = names.get(k).map_or("a weight", |(n, _)| n.as_str());
+            return Err(diverged(format!("the gradient of {name} holds {g}")));
         }
         self.model.carry_states(&self.ws);
         // The update lands in the gradient buffers first; it is copied over the weights
