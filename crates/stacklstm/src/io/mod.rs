@@ -10,7 +10,11 @@
 //! HDF5 or safetensors signature, then the safetensors metadata), not from its extension.
 //! Files that hold only weights (`.weights.h5`, and `state_dict`s whose architecture cannot be
 //! inferred) need an [`Arch`].
+//!
+//! Every file the crate writes goes through [`write_atomic`]: a crash never leaves a
+//! half-written file under the final name.
 
+mod atomic;
 pub mod keras;
 pub mod native;
 pub mod onnx;
@@ -25,6 +29,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::model::{Model, Sequential};
 
+pub use atomic::write_atomic;
 pub use native::{save_checkpoint, TrainingState};
 
 /// The kinds of model file [`load_model`] reads.

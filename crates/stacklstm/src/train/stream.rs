@@ -10,12 +10,11 @@ use std::time::Instant;
 
 use ndarray::{Array3, ArrayD, IxDyn};
 
-use crate::data::text::TbpttBatches;
 use crate::error::{Error, Result};
 use crate::layers::embedding::EmbeddingLayer;
 use crate::train::metrics::Accum;
 use crate::train::{
-    stop_requested, Callback, Evaluation, History, Interruption, TrainInfo, Trainer,
+    stop_requested, Callback, Evaluation, History, Interruption, TbpttBatches, TrainInfo, Trainer,
 };
 
 /// Options of [`Trainer::fit_stream`].
