@@ -84,7 +84,3 @@ pub use loss::Loss;
 pub use model::{Model, Sequential, Workspace};
 pub use optim::{Adagrad, Adam, AdamW, ParamMut, RmsProp, Schedule, Sgd};
 pub use train::{EarlyStopping, Fit, History, Metric, Trainer};
-
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;
