@@ -25,8 +25,39 @@
 //! assert_eq!(y.shape(), &[1, 1]);
 //! # Ok::<(), stacklstm::Error>(())
 //! ```
+//!
+//! # Cargo features
+//!
+//! The engine (layers, model, training, optimizers, losses, the native safetensors format,
+//! ONNX export and PyTorch import) is always built and depends on no file-format crates.
+//! Application code sits behind features, all on by default; `default-features = false`
+//! builds the engine alone.
+//!
+//! | Feature | Adds | Extra dependency |
+//! |---------|------|------------------|
+//! | `keras` | Keras 3 import: `.keras` archives and `.weights.h5` files (`io::keras`, and [`load_model`] on them) | `zip` |
+//! | `plot`  | line charts as PNG and SVG (`plot`) | `png` |
+//! | `toml`  | TOML architecture specs ([`Arch::from_path`] on a `.toml` file) | `toml` |
+//! | `data`  | CSV, text vocabularies, `.npy`, windowing, scaling, preprocessing (`data`) | none |
+//!
+//! Without `keras`, [`load_model`] on a Keras file, and without `toml`, [`Arch::from_path`] on
+//! a `.toml` file, return [`Error::UnsupportedFormat`] naming the missing feature.
+//!
+//! # Module dependencies
+//!
+//! Modules depend one way; nothing lower imports anything higher:
+//!
+//! ```text
+//! kernels -> layers -> model -> optim / io -> train
+//! ```
+//!
+//! `error` and `init` (seeded randomness) sit below all of them; `loss` sits beside `layers`
+//! (it uses `kernels`, `model` uses it). `data` and `plot` are application code on top of the
+//! engine, behind their features; no engine module imports them.
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "data")]
 pub mod data;
 pub mod error;
 pub mod init;
@@ -36,6 +67,7 @@ pub mod layers;
 pub mod loss;
 pub mod model;
 pub mod optim;
+#[cfg(feature = "plot")]
 pub mod plot;
 pub mod train;
 
@@ -52,7 +84,3 @@ pub use loss::Loss;
 pub use model::{Model, Sequential, Workspace};
 pub use optim::{Adagrad, Adam, AdamW, ParamMut, RmsProp, Schedule, Sgd};
 pub use train::{EarlyStopping, Fit, History, Metric, Trainer};
-
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;

@@ -297,7 +297,7 @@ impl Chart {
             ChartFormat::Svg => self.to_svg()?.into_bytes(),
             ChartFormat::Png => self.to_png()?,
         };
-        crate::data::write_atomic(path, &bytes)
+        crate::io::write_atomic(path, &bytes)
     }
 }
 

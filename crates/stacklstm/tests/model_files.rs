@@ -3,12 +3,12 @@
 //! is bit-identical (fixtures and a proptest over architectures); checkpoints round-trip
 //! preprocessing and training state bit-exactly; hostile native files are clear errors; a
 //! save killed mid-write never corrupts the previous file; PyTorch multi-layer modules and
-//! explicit mappings.
+//! explicit mappings. Keras files need the `keras` feature and `.npy` reading the `data`
+//! feature; without them the Keras files are clear errors.
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use ndarray::{Array3, ArrayD, IxDyn};
 use proptest::prelude::*;
@@ -19,13 +19,17 @@ use stacklstm::{load_model, Activation, Arch, Dense, Error, Lstm, Model, ModelFo
 
 use common::*;
 
+// Reading Keras' `y.npy` needs both features.
+#[cfg(all(feature = "keras", feature = "data"))]
 const TOL: f32 = 1e-5;
 
-fn read_y(dir: &Path) -> ArrayD<f32> {
+#[cfg(all(feature = "keras", feature = "data"))]
+fn read_y(dir: &std::path::Path) -> ArrayD<f32> {
     stacklstm::data::read_npy(dir.join("y.npy")).expect("y.npy")
 }
 
-fn read_x(dir: &Path) -> Array3<f32> {
+#[cfg(all(feature = "keras", feature = "data"))]
+fn read_x(dir: &std::path::Path) -> Array3<f32> {
     stacklstm::data::read_npy(dir.join("x.npy"))
         .expect("x.npy")
         .into_dimensionality()
@@ -37,6 +41,7 @@ fn bits(a: &ArrayD<f32>) -> Vec<u32> {
 }
 
 /// Every fixture, every file: the prediction against `y.npy`. Reports all failures.
+#[cfg(all(feature = "keras", feature = "data"))]
 #[test]
 fn every_fixture_file_reproduces_keras_output() {
     let mut fails = Vec::new();
@@ -98,6 +103,7 @@ fn torch_inference_defaults_to_last_step() {
     assert_eq!(m.model.input_shape(), (None, 5));
 }
 
+#[cfg(feature = "keras")]
 #[test]
 fn weights_h5_without_arch_is_a_clear_error() {
     let dir = fixtures_dir().join("seed_stack2");
@@ -113,6 +119,46 @@ fn weights_h5_without_arch_is_a_clear_error() {
     );
     let e = load_model(dir.join("model.weights.h5"), Some(&arch)).unwrap_err();
     assert!(e.to_string().contains("lstm/kernel"), "{e}");
+}
+
+#[cfg(not(feature = "keras"))]
+#[test]
+fn keras_files_without_the_keras_feature_are_clear_errors() {
+    let dir = fixtures_dir().join("seed_stack2");
+    for file in ["model.keras", "model.weights.h5"] {
+        let e = load_model(dir.join(file), None).unwrap_err();
+        assert!(
+            matches!(e, Error::UnsupportedFormat { .. }),
+            "{file}: {e:?}"
+        );
+        let msg = e.to_string();
+        assert!(msg.contains("without its `keras` feature"), "{msg}");
+        let bytes = std::fs::read(dir.join(file)).expect("read");
+        let e = stacklstm::io::load_model_bytes(&bytes, file, None).unwrap_err();
+        assert!(e.to_string().contains("`keras` feature"), "{e}");
+    }
+}
+
+/// The TOML form of an architecture (the `toml` feature), or a clear error without it.
+#[test]
+fn toml_architectures_need_the_toml_feature() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let p = tmp.path().join("arch.toml");
+    std::fs::write(
+        &p,
+        "input_shape = [0, 2]\n[[layers]]\ntype = \"lstm\"\nunits = 3\n",
+    )
+    .expect("write");
+    let got = Arch::from_path(&p);
+    if cfg!(feature = "toml") {
+        let arch = got.expect("toml arch");
+        assert_eq!(arch.spec.input_shape, Some((None, 2)));
+        assert_eq!(arch.spec.layers.len(), 1);
+    } else {
+        let e = got.unwrap_err();
+        assert!(matches!(e, Error::UnsupportedFormat { .. }), "{e:?}");
+        assert!(e.to_string().contains("without its `toml` feature"), "{e}");
+    }
 }
 
 #[test]
@@ -602,6 +648,7 @@ fn torch_unsupported_tensors_are_listed() {
     );
 }
 
+#[cfg(feature = "keras")]
 #[test]
 fn keras_dropout_embedding_and_stateful_map_onto_the_engine() {
     use stacklstm::io::keras::{to_spec, KerasLayer, KerasModel};

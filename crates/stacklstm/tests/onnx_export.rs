@@ -603,6 +603,7 @@ fn synthetic_activations_match_reference() {
 // ---------------------------------------------------------------------------------------------
 // through the model files: `.keras` -> Model -> ONNX
 
+#[cfg(feature = "keras")]
 #[test]
 fn exported_keras_files_match_onnxruntime() {
     let _ = python();

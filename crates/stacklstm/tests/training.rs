@@ -91,14 +91,11 @@ fn sequence_labelling_toy_reaches_full_accuracy() {
 #[test]
 fn embedding_character_model_overfits_a_short_text() {
     let text = "the quick brown fox jumps over the lazy dog. ";
-    let vocab = stacklstm::data::text::Vocab::chars(text).unwrap();
-    let ids: Vec<f32> = vocab
-        .encode(&text.repeat(3))
-        .unwrap()
-        .iter()
-        .map(|&i| i as f32)
-        .collect();
-    let (w, v) = (12, vocab.len());
+    // The ids a character vocabulary gives: distinct characters in code-point order.
+    let chars: std::collections::BTreeSet<char> = text.chars().collect();
+    let id = |c: char| chars.iter().position(|&d| d == c).unwrap() as f32;
+    let ids: Vec<f32> = text.repeat(3).chars().map(id).collect();
+    let (w, v) = (12, chars.len());
     let n = ids.len() - w;
     let x = Array3::from_shape_fn((n, w, 1), |(i, s, _)| ids[i + s]);
     let y = ArrayD::from_shape_fn(IxDyn(&[n, w]), |ix| ids[ix[0] + ix[1] + 1]);

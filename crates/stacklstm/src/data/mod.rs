@@ -4,11 +4,12 @@
 //! * [`window`]: supervised windows for next-step / multi-step forecasting, chronological
 //!   splits without leakage, and naive / seasonal-naive baselines with RMSE / MAE.
 //! * [`scaler`]: per-column min-max / standard scaling, fitted on training rows only.
-//! * [`text`]: character and word vocabularies and batches for stateful truncated BPTT.
+//! * [`text`]: character and word vocabularies (batches for stateful truncated BPTT come from
+//!   [`crate::train::TbpttBatches`], re-exported here).
 //! * [`npy`]: NumPy `.npy` reading (v1/v2/v3, several dtypes) and writing (`<f4`, v1.0).
 //!
-//! [`write_atomic`] is the one file-writing helper of the crate: every file written here goes
-//! through it, so a crash never leaves a half-written file under the final name.
+//! Files written here go through [`write_atomic`] (from [`crate::io`]), so a crash never
+//! leaves a half-written file under the final name.
 
 pub mod csv;
 pub mod npy;
@@ -25,79 +26,10 @@ pub use self::window::{
     mae, naive_forecast, rmse, seasonal_naive_forecast, split_chronological, ChronoSplit,
     WindowSpec, Windows,
 };
+pub use crate::io::write_atomic;
 
-use crate::error::{Error, Result};
-use std::io::Write;
+#[cfg(test)]
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `bytes` to `path` atomically.
-///
-/// The bytes go to a new temporary file in the same directory (`.<name>.tmp.<pid>.<n>`), which
-/// is flushed to disk (`fsync`) and then renamed over `path`. On Unix the directory is synced
-/// too (best effort), so the rename itself survives a crash. Readers see either the old file or
-/// the complete new one, never a partial write. On any error the temporary file is removed.
-pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
-    let path = path.as_ref();
-    let name = path.file_name().ok_or_else(|| {
-        Error::input(format!(
-            "cannot write to '{}': the path has no file name",
-            path.display()
-        ))
-    })?;
-    let dir: PathBuf = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp.{}.{}", std::process::id(), n));
-    let tmp = dir.join(tmp_name);
-
-    // Errors name `path`, the file the caller asked for, not the temporary file.
-    let result = (|| -> Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| Error::io(path, explain_dir_error(&dir, e)))?;
-        f.write_all(bytes).map_err(|e| Error::io(path, e))?;
-        f.sync_all().map_err(|e| Error::io(path, e))?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-        return result;
-    }
-    #[cfg(unix)]
-    {
-        // Make the rename durable. Failure here is not fatal: the data is already in place.
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
-}
-
-/// Says what is wrong with the folder a file could not be created in, when that is the
-/// cause ("No such file or directory" alone does not tell which part is missing).
-fn explain_dir_error(dir: &Path, e: std::io::Error) -> std::io::Error {
-    if !dir.exists() {
-        std::io::Error::new(
-            e.kind(),
-            format!("the folder {} does not exist", dir.display()),
-        )
-    } else if !dir.is_dir() {
-        std::io::Error::new(e.kind(), format!("{} is not a folder", dir.display()))
-    } else {
-        e
-    }
-}
 
 /// Finds the project's `shared/` folder for tests that read the real data files: the
 /// `STACKLSTM_SHARED` environment variable, or the first `shared/` folder holding `data/` or
@@ -116,52 +48,4 @@ pub(crate) fn shared_dir() -> Option<PathBuf> {
         dir = d.parent();
     }
     None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn write_atomic_replaces_and_leaves_no_temp() {
-        let dir = std::env::temp_dir().join(format!("stacklstm_wa_{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("f.bin");
-        write_atomic(&p, b"first").unwrap();
-        write_atomic(&p, b"second").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"second");
-        let names: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names.len(), 1, "temp files left behind: {names:?}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn write_atomic_into_missing_dir_is_io_error() {
-        let p = std::env::temp_dir().join("stacklstm_no_such_dir_xyz/a/b.npy");
-        match write_atomic(&p, b"x") {
-            Err(e @ Error::Io { .. }) => {
-                let msg = e.to_string();
-                assert!(msg.contains("/a/b.npy: the folder"), "{msg}");
-                assert!(msg.ends_with("/a does not exist"), "{msg}");
-                assert!(!msg.contains(".tmp"), "{msg}");
-            }
-            other => panic!("expected Io error, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn write_atomic_under_a_file_says_it_is_not_a_folder() {
-        let dir = std::env::temp_dir().join(format!("stacklstm_wa_file_{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("plain");
-        std::fs::write(&file, b"x").unwrap();
-        let msg = write_atomic(file.join("out.bin"), b"y")
-            .unwrap_err()
-            .to_string();
-        assert!(msg.ends_with("plain is not a folder"), "{msg}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 }

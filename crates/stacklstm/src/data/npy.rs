@@ -11,7 +11,7 @@
 //!
 //! Writing produces `<f4`, version 1.0, C order, with the header padded so that the data
 //! starts at a multiple of 64 bytes, as NumPy does; the file is written atomically with
-//! [`crate::data::write_atomic`].
+//! [`crate::io::write_atomic`].
 
 use crate::error::{Error, Result};
 use ndarray::{ArrayBase, ArrayD, Data, Dimension, IxDyn};
@@ -441,7 +441,7 @@ where
     D: Dimension,
 {
     let bytes = npy_bytes(array)?;
-    crate::data::write_atomic(path, &bytes)
+    crate::io::write_atomic(path, &bytes)
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //!
 //! * [`native`]: our own format, one safetensors file with the weights, the model config,
 //!   preprocessing and (for checkpoints) the training state.
-//! * [`keras`]: `.keras` files and `.weights.h5` files written by Keras 3.
+//! * `keras` (Cargo feature `keras`): `.keras` files and `.weights.h5` files written by
+//!   Keras 3.
 //! * [`torch`]: PyTorch `state_dict`s of `nn.LSTM` / `nn.Linear` modules saved as safetensors.
 //! * [`onnx`]: export to a standard ONNX model (`LSTM` operator).
 //!
@@ -10,7 +11,12 @@
 //! HDF5 or safetensors signature, then the safetensors metadata), not from its extension.
 //! Files that hold only weights (`.weights.h5`, and `state_dict`s whose architecture cannot be
 //! inferred) need an [`Arch`].
+//!
+//! Every file the crate writes goes through [`write_atomic`]: a crash never leaves a
+//! half-written file under the final name.
 
+mod atomic;
+#[cfg(feature = "keras")]
 pub mod keras;
 pub mod native;
 pub mod onnx;
@@ -25,6 +31,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::model::{Model, Sequential};
 
+pub use atomic::write_atomic;
 pub use native::{save_checkpoint, TrainingState};
 
 /// The kinds of model file [`load_model`] reads.
@@ -132,11 +139,14 @@ impl Arch {
         Ok(Arch { spec, sources })
     }
 
-    /// Reads an architecture from a file: the JSON form, or any model file [`load_model`]
-    /// reads on its own (a `.keras` or native file), whose spec is used.
+    /// Reads an architecture from a file: the JSON form, the same form in TOML (a `.toml`
+    /// file, Cargo feature `toml`; TOML has no null, so 0 timesteps means variable), or any
+    /// model file [`load_model`] reads on its own (a `.keras` or native file), whose spec is
+    /// used.
     ///
     /// # Errors
-    /// [`Error::Io`], and as [`Arch::from_json`] / [`load_model`].
+    /// [`Error::Io`], [`Error::UnsupportedFormat`] for a `.toml` file when the crate was built
+    /// without the `toml` feature, and as [`Arch::from_json`] / [`load_model`].
     pub fn from_path(path: impl AsRef<Path>) -> Result<Arch> {
         let path = path.as_ref();
         let head = read_head(path)?;
@@ -151,21 +161,44 @@ impl Arch {
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
         {
-            // TOML has no null: a variable number of timesteps is written as 0 there.
-            let mut v: Value = toml::from_str(&text).map_err(|e| {
-                Error::format(
-                    path.display().to_string(),
-                    format!("architecture: not valid TOML: {e}"),
-                )
-            })?;
-            if let Some(t) = v.pointer_mut("/input_shape/0") {
-                if t.as_u64() == Some(0) {
-                    *t = Value::Null;
-                }
-            }
-            return Arch::from_json(&v.to_string(), &path.display().to_string());
+            return arch_from_toml(&text, &path.display().to_string());
         }
         Arch::from_json(&text, &path.display().to_string())
+    }
+}
+
+/// [`Arch`] from its TOML form; `file` names it in errors.
+#[cfg(feature = "toml")]
+fn arch_from_toml(text: &str, file: &str) -> Result<Arch> {
+    // TOML has no null: a variable number of timesteps is written as 0 there.
+    let mut v: Value = toml::from_str(text)
+        .map_err(|e| Error::format(file, format!("architecture: not valid TOML: {e}")))?;
+    if let Some(t) = v.pointer_mut("/input_shape/0") {
+        if t.as_u64() == Some(0) {
+            *t = Value::Null;
+        }
+    }
+    Arch::from_json(&v.to_string(), file)
+}
+
+#[cfg(not(feature = "toml"))]
+fn arch_from_toml(_text: &str, file: &str) -> Result<Arch> {
+    Err(feature_off(
+        file,
+        "a TOML architecture",
+        "toml",
+        "JSON architectures and model files that carry their own",
+    ))
+}
+
+/// The error for a file whose reader sits behind a Cargo feature this build leaves out.
+#[cfg(any(not(feature = "keras"), not(feature = "toml")))]
+fn feature_off(file: &str, what: &str, feature: &str, supported: &str) -> Error {
+    Error::UnsupportedFormat {
+        found: format!(
+            "{file}: {what}, but stacklstm was built without its `{feature}` feature (enable it to read this file)"
+        ),
+        supported: supported.into(),
     }
 }
 
@@ -198,13 +231,21 @@ fn read_head(path: &Path) -> Result<Vec<u8>> {
     Ok(head)
 }
 
+/// The model files this build reads.
+const SUPPORTED: &str = if cfg!(feature = "keras") {
+    "stacklstm .safetensors, Keras 3 .keras and .weights.h5, PyTorch state_dict .safetensors"
+} else {
+    "stacklstm .safetensors, PyTorch state_dict .safetensors"
+};
+
 fn unknown_format(file: &str) -> Error {
     Error::UnsupportedFormat {
         found: format!("{file}: not a model file (no zip, HDF5 or safetensors signature)"),
-        supported: "stacklstm .safetensors, Keras 3 .keras and .weights.h5, PyTorch state_dict .safetensors".into(),
+        supported: SUPPORTED.into(),
     }
 }
 
+#[cfg(feature = "keras")]
 fn need_arch(file: &str) -> Error {
     Error::format(
         file,
@@ -227,10 +268,12 @@ pub fn load_model(path: impl AsRef<Path>, arch: Option<&Arch>) -> Result<LoadedM
     let file = path.display().to_string();
     let head = read_head(path)?;
     match detect(&head) {
+        #[cfg(feature = "keras")]
         Some(Container::Zip) => {
             let (km, kw) = keras::read_keras_file(path)?;
             Ok(loaded(keras::to_model(&km, &kw)?, ModelFormat::Keras))
         }
+        #[cfg(feature = "keras")]
         Some(Container::Hdf5) => {
             let arch = arch.ok_or_else(|| need_arch(&file))?;
             let kw = keras::read_weights_h5(path)?;
@@ -239,6 +282,8 @@ pub fn load_model(path: impl AsRef<Path>, arch: Option<&Arch>) -> Result<LoadedM
                 ModelFormat::KerasWeights,
             ))
         }
+        #[cfg(not(feature = "keras"))]
+        Some(c @ (Container::Zip | Container::Hdf5)) => Err(keras_off(&file, c)),
         Some(Container::Safetensors) => {
             let (header, data) = safetensors::read_file(path)?;
             from_safetensors(&header, &data, arch, &file)
@@ -253,10 +298,12 @@ pub fn load_model(path: impl AsRef<Path>, arch: Option<&Arch>) -> Result<LoadedM
 /// As [`load_model`].
 pub fn load_model_bytes(bytes: &[u8], name: &str, arch: Option<&Arch>) -> Result<LoadedModel> {
     match detect(bytes) {
+        #[cfg(feature = "keras")]
         Some(Container::Zip) => {
             let (km, kw) = keras::read_keras_bytes(bytes, name)?;
             Ok(loaded(keras::to_model(&km, &kw)?, ModelFormat::Keras))
         }
+        #[cfg(feature = "keras")]
         Some(Container::Hdf5) => {
             let arch = arch.ok_or_else(|| need_arch(name))?;
             let kw = keras::read_weights_h5_bytes(bytes, name)?;
@@ -265,12 +312,24 @@ pub fn load_model_bytes(bytes: &[u8], name: &str, arch: Option<&Arch>) -> Result
                 ModelFormat::KerasWeights,
             ))
         }
+        #[cfg(not(feature = "keras"))]
+        Some(c @ (Container::Zip | Container::Hdf5)) => Err(keras_off(name, c)),
         Some(Container::Safetensors) => {
             let (header, data) = safetensors::parse_bytes(bytes, name)?;
             from_safetensors(&header, data, arch, name)
         }
         None => Err(unknown_format(name)),
     }
+}
+
+/// A Keras file met by a build without the `keras` feature.
+#[cfg(not(feature = "keras"))]
+fn keras_off(file: &str, container: Container) -> Error {
+    let what = match container {
+        Container::Hdf5 => "a Keras 3 .weights.h5 file (HDF5)",
+        _ => "a Keras 3 .keras file (zip)",
+    };
+    feature_off(file, what, "keras", SUPPORTED)
 }
 
 fn loaded(model: Model, format: ModelFormat) -> LoadedModel {

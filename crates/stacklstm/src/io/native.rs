@@ -15,7 +15,7 @@
 //! before the model is built, so a hostile file (a header that lies, overlapping offsets, a
 //! config saying `units = 10^12`) is an [`Error`], never a panic or a huge allocation.
 //!
-//! Saves go through [`crate::data::write_atomic`]: a temporary file, fsync, rename. A crash
+//! Saves go through [`crate::io::write_atomic`]: a temporary file, fsync, rename. A crash
 //! mid-save leaves the previous file intact.
 
 use std::collections::BTreeMap;
@@ -119,7 +119,7 @@ pub fn save_checkpoint(
     training: Option<&TrainingState>,
 ) -> Result<()> {
     let bytes = to_bytes(model, preprocessing, training)?;
-    crate::data::write_atomic(path, &bytes)
+    crate::io::write_atomic(path, &bytes)
 }
 
 /// Loads a native file (a model or a checkpoint).

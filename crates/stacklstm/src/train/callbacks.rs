@@ -469,7 +469,7 @@ impl Callback for EpochLogger {
     fn on_epoch_end(&mut self, _: &mut Trainer, logs: &EpochLogs) -> Result<Control> {
         self.rows.push(logs.clone());
         let text = self.render()?;
-        crate::data::write_atomic(&self.path, text.as_bytes())?;
+        crate::io::write_atomic(&self.path, text.as_bytes())?;
         Ok(Control::Continue)
     }
 }

@@ -24,9 +24,11 @@ mod epochs;
 mod fit;
 pub mod metrics;
 pub mod stream;
+mod tbptt;
 mod trainer;
 
 pub use stream::StreamFit;
+pub use tbptt::TbpttBatches;
 pub use trainer::Trainer;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -9,12 +9,11 @@ use std::sync::Arc;
 
 use ndarray::{Array3, ArrayD, IxDyn};
 
-use crate::data::text::TbpttBatches;
 use crate::error::{Error, Result};
 use crate::layers::embedding::EmbeddingLayer;
 use crate::train::epochs::{Epochs, Run};
 use crate::train::metrics::Accum;
-use crate::train::{Callback, Evaluation, History, Trainer};
+use crate::train::{Callback, Evaluation, History, TbpttBatches, Trainer};
 
 /// Options of [`Trainer::fit_stream`].
 pub struct StreamFit {
