@@ -179,3 +179,63 @@ fn batch_split_inference_matches_one_thread_and_is_deterministic() {
         }
     }
 }
+
+#[test]
+fn many_threads_predict_at_once_with_the_same_results() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Model>();
+    send::<crate::Trainer>();
+    send::<crate::Fit>();
+    let m = Sequential::new()
+        .input_shape(12, 3)
+        .add(Lstm::new(16).return_sequences(true))
+        .add(Lstm::new(16))
+        .add(Dense::new(2))
+        .seed(11)
+        .build()
+        .unwrap();
+    let mut rng = Rng::new(2);
+    let inputs: Vec<Array3<f32>> = (1..=6)
+        .map(|b| Array3::from_shape_fn((b * 5, 12, 3), |_| rng.uniform(-1.0, 1.0) as f32))
+        .collect();
+    let alone: Vec<_> = inputs.iter().map(|x| m.predict(x).unwrap()).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|k| {
+                let (m, inputs) = (&m, &inputs);
+                s.spawn(move || {
+                    // Each thread walks the inputs in its own order, many times.
+                    (0..20)
+                        .map(|r| (k + r) % inputs.len())
+                        .map(|i| (i, m.predict(&inputs[i]).unwrap()))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            for (i, y) in h.join().unwrap() {
+                assert_eq!(y, alone[i], "input {i}");
+            }
+        }
+    });
+}
+
+#[test]
+fn frozen_layers_are_counted_and_saved() {
+    let mut m = Sequential::new()
+        .input_shape(4, 2)
+        .add(Lstm::new(3).return_sequences(true))
+        .add(Dense::new(1).trainable(false))
+        .build()
+        .unwrap();
+    assert_eq!(m.trainable_param_count(), m.param_count() - 4);
+    assert!(m.summary().contains(" Non-trainable params: 4 (16.00 B)"));
+    m.set_trainable("dense", true).unwrap();
+    m.set_trainable("lstm", false).unwrap();
+    let json = serde_json::to_string(m.spec()).unwrap();
+    let back: Sequential = serde_json::from_str(&json).unwrap();
+    assert_eq!(&back, m.spec());
+    assert!(json.contains("\"trainable\":false"), "{json}");
+    assert_eq!(back.build().unwrap().trainable_param_count(), 4);
+}
