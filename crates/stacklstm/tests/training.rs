@@ -361,7 +361,9 @@ fn an_overflowing_update_is_refused_and_leaves_the_weights_untouched() {
     assert!(err.to_string().contains("overflowed"), "{err}");
     assert_eq!(m.get_weights(), before, "no weight may change");
     // With a sane learning rate, training goes on from the same weights.
-    let mut m = m.into_model().compile(Loss::Mse, Sgd::new(1e-40)).unwrap();
+    // Re-compiling keeps the weights (Keras' model.compile again).
+    let mut m = m.compile(Loss::Mse, Sgd::new(1e-40)).unwrap();
+    assert_eq!(m.get_weights(), before);
     m.train_on_batch(x.view(), y.view()).unwrap();
     assert_ne!(m.get_weights(), before);
     assert!(m
@@ -529,7 +531,6 @@ fn schedules_and_clipping_through_compile() {
     assert_eq!(h.epochs[0].learning_rate, 0.005);
     assert_eq!(h.epochs[1].learning_rate, 0.0025);
     assert!(m
-        .into_model()
         .compile(Loss::Mse, Adam::new(0.01).clipnorm(1.0).clipvalue(1.0))
         .is_err());
     let _ = Activation::Tanh;

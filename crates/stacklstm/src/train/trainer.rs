@@ -146,6 +146,28 @@ impl Trainer {
         })
     }
 
+    /// Keras' re-`compile`: the same model (weights and carried state) with a new loss and
+    /// optimizer; the optimizer state starts afresh.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn compile(self, loss: Loss, optimizer: impl Into<OptimizerConfig>) -> Result<Trainer> {
+        Trainer::new(self.model, loss, optimizer)
+    }
+
+    /// [`compile`](Self::compile) with metrics.
+    ///
+    /// # Errors
+    /// As [`with_metrics`](Self::with_metrics).
+    pub fn compile_with_metrics(
+        self,
+        loss: Loss,
+        optimizer: impl Into<OptimizerConfig>,
+        metrics: &[Metric],
+    ) -> Result<Trainer> {
+        Trainer::with_metrics(self.model, loss, optimizer, metrics)
+    }
+
     /// The model.
     pub fn model(&self) -> &Model {
         &self.model
