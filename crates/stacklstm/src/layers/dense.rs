@@ -19,6 +19,7 @@ use crate::init::{glorot_uniform, Rng};
 use crate::kernels::activation::Activation;
 use crate::kernels::matmul::{sgemm, Trans};
 use crate::kernels::softmax::softmax_in_place;
+use crate::layers::keras::{FromKeras, KerasConfig, REGULARIZERS};
 use crate::layers::{
     cache_mut, cache_ref, check_size, Backward, Cache, Layer, LayerConfig, OutShape, Part,
     StackInput, State, Weight,
@@ -186,6 +187,29 @@ impl LayerConfig for Dense {
             input.width,
             rng,
         )?))
+    }
+}
+
+impl FromKeras for Dense {
+    const KERAS_SUPPORT: &'static str = "Dense (activations tanh, sigmoid, hard_sigmoid, \
+        relu, linear, softmax; no regularizers, constraints, lora_rank, quantization)";
+
+    fn from_keras(cfg: &mut KerasConfig<'_>) -> Self {
+        cfg.dtype();
+        cfg.forbid_set(REGULARIZERS);
+        cfg.forbid_set(&["lora_rank", "quantization_config"]);
+        let all = [
+            Activation::Tanh,
+            Activation::Sigmoid,
+            Activation::HardSigmoid,
+            Activation::Relu,
+            Activation::Linear,
+            Activation::Softmax,
+        ];
+        Dense::new(cfg.dim("units"))
+            .name(cfg.name())
+            .activation(cfg.activation("activation", Activation::Linear, &all))
+            .use_bias(cfg.bool("use_bias", true))
     }
 }
 
@@ -583,5 +607,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("too large"), "{err}");
+    }
+
+    #[test]
+    fn keras_config_sets_every_option_and_refuses_the_rest() {
+        let json = r#"{"name": "head", "units": 3, "activation": "softmax", "use_bias": false,
+            "dtype": {"class_name": "DTypePolicy", "config": {"name": "float32"}}}"#;
+        let cfg: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).unwrap();
+        let mut k = KerasConfig::new("Dense", &cfg);
+        let spec = Dense::from_keras(&mut k);
+        assert!(k.problems().is_empty(), "{:?}", k.problems());
+        let want = Dense::new(3)
+            .name("head")
+            .activation(Activation::Softmax)
+            .use_bias(false);
+        assert_eq!(spec, want);
+        // Keras' default activation is linear.
+        let cfg: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(r#"{"name": "d", "units": 1}"#).unwrap();
+        let spec = Dense::from_keras(&mut KerasConfig::new("Dense", &cfg));
+        assert_eq!(spec.activation, Activation::Linear);
+
+        let json = r#"{"name": "d", "units": 0, "lora_rank": 4, "activation": "gelu",
+            "bias_regularizer": {"class_name": "L1"}}"#;
+        let cfg: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).unwrap();
+        let mut k = KerasConfig::new("Dense", &cfg);
+        let _ = Dense::from_keras(&mut k);
+        let p = k.into_problems();
+        assert_eq!(p.malformed.len(), 1, "{p:?}");
+        let all = p.unsupported.join("; ");
+        for needle in ["lora_rank=4", "activation 'gelu'", "bias_regularizer"] {
+            assert!(all.contains(needle), "{needle} not in {all}");
+        }
     }
 }

@@ -32,6 +32,7 @@ use crate::kernels::activation::Activation;
 use crate::kernels::gates::{self, StepBackward, StepForward, GATE_F};
 use crate::kernels::matmul::{sgemm, Trans};
 use crate::layers::dropout::draw_mask;
+use crate::layers::keras::{FromKeras, KerasConfig, REGULARIZERS};
 use crate::layers::{
     cache_mut, cache_ref, check_size, copy_time_major_rows, to_batch_major, to_time_major,
     Backward, Cache, Layer, LayerConfig, OutShape, StackInput, State, Weight,
@@ -306,6 +307,44 @@ impl LayerConfig for Lstm {
             rng,
             init,
         )?))
+    }
+}
+
+/// The activations an LSTM runs (elementwise: not softmax).
+const ACTIVATIONS: &[Activation] = &[
+    Activation::Tanh,
+    Activation::Sigmoid,
+    Activation::HardSigmoid,
+    Activation::Relu,
+    Activation::Linear,
+];
+
+impl FromKeras for Lstm {
+    const KERAS_SUPPORT: &'static str = "LSTM (activations tanh, sigmoid, hard_sigmoid, relu, \
+        linear; no go_backwards, time_major, return_state, regularizers, constraints)";
+
+    fn from_keras(cfg: &mut KerasConfig<'_>) -> Self {
+        cfg.dtype();
+        cfg.forbid_true("go_backwards");
+        cfg.forbid_true("time_major");
+        // A Sequential passes one tensor between layers: the final state has nowhere to go.
+        cfg.forbid_true("return_state");
+        cfg.forbid_set(REGULARIZERS);
+        cfg.forbid_set(&["recurrent_regularizer", "recurrent_constraint"]);
+        Lstm::new(cfg.dim("units"))
+            .name(cfg.name())
+            .return_sequences(cfg.bool("return_sequences", false))
+            .activation(cfg.activation("activation", Activation::Tanh, ACTIVATIONS))
+            .recurrent_activation(cfg.activation(
+                "recurrent_activation",
+                Activation::Sigmoid,
+                ACTIVATIONS,
+            ))
+            .use_bias(cfg.bool("use_bias", true))
+            .unit_forget_bias(cfg.bool("unit_forget_bias", true))
+            .dropout(cfg.rate("dropout"))
+            .recurrent_dropout(cfg.rate("recurrent_dropout"))
+            .stateful(cfg.bool("stateful", false))
     }
 }
 
@@ -1288,5 +1327,49 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("units must be at least 1"), "{err}");
+    }
+
+    #[test]
+    fn keras_config_sets_every_option_and_refuses_the_rest() {
+        let json = r#"{"name": "lstm_1", "units": 5, "return_sequences": true,
+            "activation": "relu", "recurrent_activation": "hard_sigmoid", "use_bias": false,
+            "unit_forget_bias": false, "dropout": 0.25, "recurrent_dropout": 0.5,
+            "stateful": true, "dtype": "float32", "go_backwards": false,
+            "kernel_initializer": {"class_name": "GlorotUniform"}}"#;
+        let cfg: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).unwrap();
+        let mut k = KerasConfig::new("LSTM", &cfg);
+        let spec = Lstm::from_keras(&mut k);
+        assert!(k.problems().is_empty(), "{:?}", k.problems());
+        let want = Lstm::new(5)
+            .name("lstm_1")
+            .return_sequences(true)
+            .activation(Activation::Relu)
+            .recurrent_activation(Activation::HardSigmoid)
+            .use_bias(false)
+            .unit_forget_bias(false)
+            .dropout(0.25)
+            .recurrent_dropout(0.5)
+            .stateful(true);
+        assert_eq!(spec, want);
+
+        let json = r#"{"name": "l", "units": 2, "go_backwards": true, "time_major": true,
+            "return_state": true, "recurrent_constraint": {"class_name": "NonNeg"},
+            "activation": "softmax", "dtype": "bfloat16"}"#;
+        let cfg: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).unwrap();
+        let mut k = KerasConfig::new("LSTM", &cfg);
+        let _ = Lstm::from_keras(&mut k);
+        let p = k.into_problems();
+        assert!(p.malformed.is_empty(), "{p:?}");
+        let all = p.unsupported.join("; ");
+        for needle in [
+            "go_backwards=true",
+            "time_major=true",
+            "return_state=true",
+            "recurrent_constraint",
+            "activation 'softmax'",
+            "dtype 'bfloat16'",
+        ] {
+            assert!(all.contains(needle), "{needle} not in {all}");
+        }
     }
 }

@@ -29,6 +29,7 @@
 pub mod dense;
 pub mod dropout;
 pub mod embedding;
+pub mod keras;
 pub mod lstm;
 
 use std::any::Any;
@@ -40,12 +41,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::init::Rng;
+pub use keras::{FromKeras, KerasConfig};
 
 /// The registry: one line per layer kind. Generates [`LayerSpec`] (the serialisable enum
-/// of specs, tagged by the snake_case variant name), `From<Spec> for LayerSpec`, and the
-/// delegation to [`LayerConfig`]; nothing else in the crate lists the kinds.
+/// of specs, tagged by the snake_case variant name), `From<Spec> for LayerSpec`, the
+/// delegation to [`LayerConfig`], and the Keras import's dispatch from class name to
+/// [`FromKeras::from_keras`]. Apart from the PyTorch mapping (see the module docs), nothing
+/// else in the crate lists the kinds.
 macro_rules! layer_registry {
-    ($($(#[$doc:meta])* $variant:ident($spec:ty),)*) => {
+    ($($(#[$doc:meta])* $variant:ident($spec:ty) = $class:literal,)*) => {
         /// One layer's specification: any registered layer kind.
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         #[serde(tag = "type", rename_all = "snake_case")]
@@ -61,6 +65,24 @@ macro_rules! layer_registry {
         })*
 
         impl LayerSpec {
+            /// The Keras class names of the registered kinds, in registry order.
+            pub const KERAS_CLASSES: &'static [&'static str] = &[$($class),*];
+
+            /// What the engine supports of each registered Keras class
+            /// ([`FromKeras::KERAS_SUPPORT`]), in registry order.
+            pub const KERAS_SUPPORT: &'static [&'static str] =
+                &[$(<$spec as FromKeras>::KERAS_SUPPORT),*];
+
+            /// The spec of a Keras layer of class `class` whose `config` object `cfg`
+            /// holds, problems recorded in `cfg`; `None` when no registered kind has that
+            /// Keras class.
+            pub fn from_keras(class: &str, cfg: &mut KerasConfig<'_>) -> Option<LayerSpec> {
+                match class {
+                    $($class => Some(LayerSpec::$variant(<$spec as FromKeras>::from_keras(cfg))),)*
+                    _ => None,
+                }
+            }
+
             /// The spec as a [`LayerConfig`].
             pub fn config(&self) -> &dyn LayerConfig {
                 match self {
@@ -79,13 +101,13 @@ macro_rules! layer_registry {
 
 layer_registry! {
     /// An LSTM layer.
-    Lstm(lstm::Lstm),
+    Lstm(lstm::Lstm) = "LSTM",
     /// A Dense layer.
-    Dense(dense::Dense),
+    Dense(dense::Dense) = "Dense",
     /// An Embedding layer (first layer only).
-    Embedding(embedding::Embedding),
+    Embedding(embedding::Embedding) = "Embedding",
     /// A Dropout layer.
-    Dropout(dropout::Dropout),
+    Dropout(dropout::Dropout) = "Dropout",
 }
 
 /// Output of one layer, per sample: a sequence `[T, width]` or a vector `[width]`.
@@ -169,6 +191,11 @@ pub trait LayerConfig: fmt::Debug + Send + Sync {
     /// Whether the layer has a `return_sequences` option (what a stacking error suggests
     /// turning on when it is off).
     fn has_return_sequences(&self) -> bool {
+        false
+    }
+    /// Whether the layer reads integer token ids (one feature per timestep; a 2-D
+    /// `[batch, timesteps]` input in Keras), which makes it a first layer only.
+    fn takes_token_ids(&self) -> bool {
         false
     }
     /// Checks the options against the input and returns the layer's output shape.
@@ -505,5 +532,30 @@ pub(crate) mod test_util {
                 "{what}[{i}]: analytic {a} vs finite difference {fd}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_registered_keras_class_reads_into_its_own_kind() {
+        let cfg = serde_json::Map::new();
+        assert_eq!(
+            LayerSpec::KERAS_CLASSES.len(),
+            LayerSpec::KERAS_SUPPORT.len()
+        );
+        for (class, support) in LayerSpec::KERAS_CLASSES
+            .iter()
+            .zip(LayerSpec::KERAS_SUPPORT)
+        {
+            let mut k = KerasConfig::new(class, &cfg);
+            let spec = LayerSpec::from_keras(class, &mut k).expect(class);
+            assert_eq!(spec.config().kind(), *class);
+            assert!(support.starts_with(class), "{support}");
+        }
+        let mut k = KerasConfig::new("GRU", &cfg);
+        assert!(LayerSpec::from_keras("GRU", &mut k).is_none());
     }
 }
