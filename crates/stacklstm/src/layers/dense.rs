@@ -20,6 +20,7 @@ use crate::kernels::activation::Activation;
 use crate::kernels::matmul::{sgemm, Trans};
 use crate::kernels::softmax::softmax_in_place;
 use crate::layers::keras::{FromKeras, KerasConfig, REGULARIZERS};
+use crate::layers::onnx::{OnnxAttr, OnnxGraph, OnnxValue, HARD_SIGMOID};
 use crate::layers::{
     cache_mut, cache_ref, check_size, Backward, Cache, Layer, LayerConfig, OutShape, Part,
     StackInput, State, Weight,
@@ -476,6 +477,61 @@ impl Layer for DenseLayer {
             });
         };
         rayon::join(|| run(0, d0, gk0, 0, gb0), || run(d0, d - d0, gk1, u0, gb1));
+    }
+    /// `MatMul` with the kernel (+ `Add` of the bias) (+ the activation) on the last axis,
+    /// so on a sequence it applies per timestep, in either time layout.
+    fn export_onnx(&self, g: &mut dyn OnnxGraph, x: OnnxValue) -> Result<OnnxValue> {
+        let (d, n) = (self.input_width, self.spec.units);
+        debug_assert_eq!(x.width, d, "layer '{}' (Dense): input width", self.name);
+        let p = g.layer_prefix("dense");
+        let k_name = format!("{p}/kernel");
+        g.add_initializer(&k_name, &[d, n], &self.kernel)?;
+        let mm = format!("{p}/MatMul");
+        let mut out = format!("{mm}:0");
+        g.add_node(
+            mm,
+            "MatMul",
+            vec![x.name, k_name],
+            vec![out.clone()],
+            vec![],
+        );
+        if self.spec.use_bias {
+            let b_name = format!("{p}/bias");
+            g.add_initializer(&b_name, &[n], &self.bias)?;
+            let add = format!("{p}/Add");
+            let o = format!("{add}:0");
+            g.add_node(add, "Add", vec![out, b_name], vec![o.clone()], vec![]);
+            out = o;
+        }
+        if let Some((op, attrs)) = onnx_activation(self.spec.activation) {
+            let node = format!("{p}/{op}");
+            let o = format!("{node}:0");
+            g.add_node(node, op, vec![out], vec![o.clone()], attrs);
+            out = o;
+        }
+        Ok(OnnxValue {
+            name: out,
+            layout: x.layout,
+            width: n,
+        })
+    }
+}
+
+/// The ONNX node (operator, attributes) applying `a` to the last axis; `None` for linear.
+fn onnx_activation(a: Activation) -> Option<(&'static str, Vec<(&'static str, OnnxAttr)>)> {
+    match a {
+        Activation::Linear => None,
+        Activation::Tanh => Some(("Tanh", vec![])),
+        Activation::Sigmoid => Some(("Sigmoid", vec![])),
+        Activation::Relu => Some(("Relu", vec![])),
+        Activation::Softmax => Some(("Softmax", vec![("axis", OnnxAttr::Int(-1))])),
+        Activation::HardSigmoid => Some((
+            "HardSigmoid",
+            vec![
+                ("alpha", OnnxAttr::Float(HARD_SIGMOID.0)),
+                ("beta", OnnxAttr::Float(HARD_SIGMOID.1)),
+            ],
+        )),
     }
 }
 

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::init::Rng;
 use crate::layers::keras::{FromKeras, KerasConfig};
+use crate::layers::onnx::{OnnxGraph, OnnxValue};
 use crate::layers::{
     cache_mut, cache_ref, copy_time_major_rows, Backward, Cache, Layer, LayerConfig, OutShape,
     StackInput, State, Weight,
@@ -204,6 +205,10 @@ impl Layer for DropoutLayer {
             let steps = if self.input.seq { t } else { 1 };
             copy_time_major_rows(src, rows, steps, b, self.input.width, dst);
         }
+    }
+    /// The identity: dropout only acts in training.
+    fn export_onnx(&self, _g: &mut dyn OnnxGraph, input: OnnxValue) -> Result<OnnxValue> {
+        Ok(input)
     }
 }
 

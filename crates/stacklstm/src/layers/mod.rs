@@ -31,6 +31,7 @@ pub mod dropout;
 pub mod embedding;
 pub mod keras;
 pub mod lstm;
+pub mod onnx;
 
 use std::any::Any;
 use std::fmt;
@@ -42,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::init::Rng;
 pub use keras::{FromKeras, KerasConfig};
+pub use onnx::{OnnxGraph, OnnxValue};
 
 /// The registry: one line per layer kind. Generates [`LayerSpec`] (the serialisable enum
 /// of specs, tagged by the snake_case variant name), `From<Spec> for LayerSpec`, the
@@ -410,6 +412,22 @@ pub trait Layer: fmt::Debug + Send + Sync + Any {
     /// [`state_widths`](Self::state_widths)).
     fn final_state<'c>(&self, _cache: &'c dyn Cache) -> Vec<&'c [f32]> {
         Vec::new()
+    }
+    /// The ONNX export hook: adds the layer's initializers and nodes to `g`, reading
+    /// `input` (the output of the layers below, or the model input), and returns the
+    /// layer's output value. The default refuses the layer.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedFormat`] naming the layer and its kind when ONNX cannot express
+    /// it (or one of its options), and errors from `g` (size limits).
+    fn export_onnx(&self, _g: &mut dyn OnnxGraph, _input: OnnxValue) -> Result<OnnxValue> {
+        Err(Error::UnsupportedFormat {
+            found: format!("ONNX export of layer '{}' ({})", self.name(), self.kind()),
+            supported: format!(
+                "models whose layers all have an ONNX export; {} has none",
+                self.kind()
+            ),
+        })
     }
 }
 
