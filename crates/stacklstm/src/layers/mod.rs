@@ -5,20 +5,34 @@
 //! serde-serialisable) implements [`LayerConfig`]: shape inference and the stacking rules,
 //! the weight shapes, and `build`. The *built* layer (`LstmLayer`, ...: weights) implements
 //! [`Layer`]: weights with Keras names and shapes, forward, backward, dropout masks and
-//! carried state. The model, the trainer, the two-thread batch split, the summary and the
-//! native file format reach a layer only through these traits; they never match on kinds.
+//! carried state. The model, the trainer, the two-thread batch split, the summary, the
+//! native file format, the Keras import and the ONNX export reach a layer only through
+//! these traits and the registry; they never match on kinds.
 //!
 //! # Adding a layer
 //! Exactly two places:
-//! 1. a new file `src/layers/<name>.rs` with the spec and the built layer implementing
-//!    [`LayerConfig`] and [`Layer`] (plus its tests: finite differences, shapes, errors);
-//! 2. one line in the `layer_registry!` table below (variant name and spec type). The
-//!    variant's snake_case name is the `"type"` tag of the layer in JSON/TOML specs and
-//!    native files.
+//! 1. a new file `src/layers/<name>.rs` with
+//!    * the spec, implementing [`LayerConfig`] (options, shape inference and stacking
+//!      errors, weight shapes, `build`) and [`FromKeras`] (the Keras import hook: reads the
+//!      layer's options from a Keras `config.json` through a [`KerasConfig`], recording
+//!      every malformed or unsupported option; `KERAS_SUPPORT` says what is supported);
+//!    * the built layer, implementing [`Layer`] (weights, forward, backward, masks, state)
+//!      and, when ONNX can express it, [`Layer::export_onnx`] (the ONNX export hook: adds
+//!      the layer's initializers and nodes to an [`OnnxGraph`]; without it, exporting a
+//!      model with the layer is an error naming it);
+//!    * its tests: finite differences, shapes, errors, the Keras options it refuses;
+//! 2. one line in the `layer_registry!` table below: variant name, spec type and Keras
+//!    class name (`Gru(gru::Gru) = "GRU",`). The variant's snake_case name is the `"type"`
+//!    tag of the layer in JSON/TOML specs and native files; the Keras class is what the
+//!    Keras import dispatches on.
 //!
-//! File formats that name layers by another library's class (Keras import, PyTorch
-//! mapping, ONNX export) translate in `io/`, and reject a kind they do not know with an
-//! error that names it.
+//! The new kind is then reachable as `stacklstm::layers::<name>::<Spec>`; a `pub use` in
+//! `lib.rs` (as for `Lstm`) is an optional shortcut.
+//!
+//! The PyTorch import (`io::torch`) is the one place that still names kinds: it maps
+//! `nn.LSTM` / `nn.Linear` tensors onto LSTM and Dense specs (Dropout takes none) and
+//! refuses any other kind in an architecture with an error, so a new layer is not
+//! importable from a PyTorch `state_dict` until a mapping is written there.
 //!
 //! # Buffers
 //! Between layers, activations are time-major: `[T, B, width]` for sequences, `[B, width]`
