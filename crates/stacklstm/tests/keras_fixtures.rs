@@ -6,7 +6,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use stacklstm::io::keras::{read_keras_file, read_weights_h5, KerasLayer, KerasWeights, Tensor};
+use stacklstm::io::keras::{read_keras_file, read_weights_h5, KerasWeights, Tensor};
+use stacklstm::LayerSpec;
 
 fn fixtures_dir() -> PathBuf {
     common::fixtures_dir()
@@ -137,54 +138,39 @@ fn check_case(dir: &Path) {
         let b = |k: &str| want[k].as_bool().expect(k);
         let units = want["units"].as_u64().expect("units") as usize;
         match (want["type"].as_str().expect("type"), got) {
-            (
-                "lstm",
-                KerasLayer::Lstm {
-                    units: u,
-                    return_sequences,
-                    activation,
-                    recurrent_activation,
-                    use_bias,
-                    unit_forget_bias,
-                    ..
-                },
-            ) => {
-                assert_eq!(*u, units, "{case_name}: units");
+            ("lstm", LayerSpec::Lstm(l)) => {
+                assert_eq!(l.units, units, "{case_name}: units");
                 assert_eq!(
-                    *return_sequences,
+                    l.return_sequences,
                     b("return_sequences"),
                     "{case_name}: return_sequences"
                 );
-                assert_eq!(*activation, s("activation"), "{case_name}: activation");
                 assert_eq!(
-                    *recurrent_activation,
+                    l.activation.name(),
+                    s("activation"),
+                    "{case_name}: activation"
+                );
+                assert_eq!(
+                    l.recurrent_activation.name(),
                     s("recurrent_activation"),
                     "{case_name}: recurrent_activation"
                 );
-                assert_eq!(*use_bias, b("use_bias"), "{case_name}: use_bias");
+                assert_eq!(l.use_bias, b("use_bias"), "{case_name}: use_bias");
                 assert_eq!(
-                    *unit_forget_bias,
+                    l.unit_forget_bias,
                     b("unit_forget_bias"),
                     "{case_name}: unit_forget_bias"
                 );
             }
-            (
-                "dense",
-                KerasLayer::Dense {
-                    units: u,
-                    activation,
-                    use_bias,
-                    ..
-                },
-            ) => {
-                assert_eq!(*u, units, "{case_name}: dense units");
+            ("dense", LayerSpec::Dense(d)) => {
+                assert_eq!(d.units, units, "{case_name}: dense units");
                 assert_eq!(
-                    *activation,
+                    d.activation.name(),
                     s("activation"),
                     "{case_name}: dense activation"
                 );
                 if let Some(ub) = want.get("use_bias").and_then(Value::as_bool) {
-                    assert_eq!(*use_bias, ub);
+                    assert_eq!(d.use_bias, ub);
                 }
             }
             (t, g) => panic!("{case_name}: layer type {t} read as {g:?}"),
@@ -196,7 +182,11 @@ fn check_case(dir: &Path) {
     );
 
     // Weights: from the .keras file (model order) and from the .weights.h5 file (by name).
-    let names: Vec<String> = model.layers.iter().map(|l| l.name().to_string()).collect();
+    let names: Vec<String> = model
+        .layer_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     let want = expected_weights(&case);
     assert_eq!(
         want.len(),

@@ -651,47 +651,24 @@ fn torch_unsupported_tensors_are_listed() {
 #[cfg(feature = "keras")]
 #[test]
 fn keras_dropout_embedding_and_stateful_map_onto_the_engine() {
-    use stacklstm::io::keras::{to_spec, KerasLayer, KerasModel};
-    let lstm = |name: &str, stateful: bool, return_state: bool| KerasLayer::Lstm {
-        name: name.into(),
-        units: 3,
-        return_sequences: false,
-        return_state,
-        activation: "tanh".into(),
-        recurrent_activation: "sigmoid".into(),
-        use_bias: true,
-        unit_forget_bias: true,
-        dropout: 0.25,
-        recurrent_dropout: 0.0,
-        stateful,
+    use stacklstm::io::keras::{parse_keras_config, to_spec};
+    let config = |lstm_extra: &str| {
+        format!(
+            r#"{{"class_name": "Sequential", "config": {{"name": "m", "layers": [
+            {{"class_name": "InputLayer", "config": {{"name": "in", "batch_shape": [null, 4]}}}},
+            {{"class_name": "Embedding", "config": {{"name": "embedding", "input_dim": 10, "output_dim": 2}}}},
+            {{"class_name": "LSTM", "config": {{"name": "lstm", "units": 3, "dropout": 0.25, "stateful": true{lstm_extra}}}}},
+            {{"class_name": "Dropout", "config": {{"name": "dropout", "rate": 0.5}}}},
+            {{"class_name": "Dense", "config": {{"name": "dense", "units": 10, "activation": "softmax"}}}}]}}}}"#
+        )
     };
-    let model = KerasModel {
-        name: "m".into(),
-        input_shape: (Some(4), 1),
-        layers: vec![
-            KerasLayer::Embedding {
-                name: "embedding".into(),
-                input_dim: 10,
-                output_dim: 2,
-            },
-            lstm("lstm", true, false),
-            KerasLayer::Dropout {
-                name: "dropout".into(),
-                rate: 0.5,
-            },
-            KerasLayer::Dense {
-                name: "dense".into(),
-                units: 10,
-                activation: "softmax".into(),
-                use_bias: true,
-            },
-        ],
-        keras_version: Some("3.15.1".into()),
-    };
-    let spec = to_spec(&model).expect("to_spec");
+    let model = parse_keras_config(&config(""), "m.json").expect("parse");
+    assert_eq!(model.input_shape, (Some(4), 1));
+    let spec = to_spec(&model);
     let built = spec.build().expect("build");
     let kinds: Vec<&str> = built.layers().iter().map(|l| l.kind()).collect();
     assert_eq!(kinds, ["Embedding", "LSTM", "Dropout", "Dense"]);
+    assert!(built.is_stateful());
     let names: Vec<String> = spec
         .weight_shapes()
         .unwrap()
@@ -704,8 +681,7 @@ fn keras_dropout_embedding_and_stateful_map_onto_the_engine() {
     let again = native::from_bytes(&bytes, "mem").expect("load");
     assert_eq!(again.model.spec(), built.spec());
     // return_state cannot run in a Sequential: listed as unsupported.
-    let mut bad = model.clone();
-    bad.layers[1] = lstm("lstm", false, true);
-    let e = to_spec(&bad).unwrap_err().to_string();
-    assert!(e.contains("return_state"), "{e}");
+    let e = parse_keras_config(&config(r#", "return_state": true"#), "m.json").unwrap_err();
+    assert!(matches!(e, Error::UnsupportedFormat { .. }), "{e:?}");
+    assert!(e.to_string().contains("return_state"), "{e}");
 }

@@ -12,8 +12,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use ndarray::{ArrayD, IxDyn};
 use serde_json::Value;
-use stacklstm::io::onnx::{export_onnx, OnnxLayer};
+use stacklstm::io::onnx::export_model;
+use stacklstm::{Activation, Dense, Lstm, Sequential};
 
 const TOL: f32 = 1e-5;
 
@@ -221,6 +223,113 @@ fn check_signature(info: &Value, t: Option<usize>, f: usize, out_rank: usize) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// models
+
+/// One layer of a test model, Keras layout: what the float64 reference runs and what
+/// [`export_onnx`] builds a model of.
+#[derive(Debug, Clone, PartialEq)]
+enum TestLayer {
+    /// A Keras `LSTM` layer.
+    Lstm {
+        /// Width of the layer's input (features of each timestep).
+        input_size: usize,
+        /// Number of units `H`.
+        units: usize,
+        /// `[input_size, 4*units]` row-major, gate blocks `i, f, c, o`.
+        kernel: Vec<f32>,
+        /// `[units, 4*units]` row-major, gate blocks `i, f, c, o`.
+        recurrent_kernel: Vec<f32>,
+        /// `[4*units]`, or `None` for `use_bias=False`.
+        bias: Option<Vec<f32>>,
+        /// Output every `h_t` (`[B, T, H]`) instead of only the last (`[B, H]`).
+        return_sequences: bool,
+        /// Keras `activation` (φ): cell candidate and output squashing.
+        activation: String,
+        /// Keras `recurrent_activation` (σ): the gates.
+        recurrent_activation: String,
+    },
+    /// A Keras `Dense` layer, acting on the last axis.
+    Dense {
+        /// Input width.
+        input_size: usize,
+        /// Output width.
+        units: usize,
+        /// `[input_size, units]` row-major.
+        kernel: Vec<f32>,
+        /// `[units]`, or `None` for no bias.
+        bias: Option<Vec<f32>>,
+        /// Keras activation name.
+        activation: String,
+    },
+}
+
+fn array(shape: &[usize], data: &[f32]) -> ArrayD<f32> {
+    ArrayD::from_shape_vec(IxDyn(shape), data.to_vec()).unwrap()
+}
+
+fn activation(name: &str) -> Activation {
+    Activation::from_name(name).unwrap()
+}
+
+/// Builds the model of `layers` (input `[batch, timesteps, features]`, weights set) and
+/// exports it through [`export_model`], the one ONNX entry point.
+fn export_onnx(
+    layers: &[TestLayer],
+    timesteps: Option<usize>,
+    features: usize,
+    name: &str,
+) -> stacklstm::Result<Vec<u8>> {
+    let mut spec = Sequential::new().name(name);
+    spec.input_shape = Some((timesteps, features));
+    let mut weights = Vec::new();
+    for layer in layers {
+        match layer {
+            TestLayer::Lstm {
+                input_size,
+                units,
+                kernel,
+                recurrent_kernel,
+                bias,
+                return_sequences,
+                activation: a,
+                recurrent_activation: ra,
+            } => {
+                spec = spec.add(
+                    Lstm::new(*units)
+                        .return_sequences(*return_sequences)
+                        .activation(activation(a))
+                        .recurrent_activation(activation(ra))
+                        .use_bias(bias.is_some()),
+                );
+                weights.push(array(&[*input_size, 4 * units], kernel));
+                weights.push(array(&[*units, 4 * units], recurrent_kernel));
+                if let Some(b) = bias {
+                    weights.push(array(&[4 * units], b));
+                }
+            }
+            TestLayer::Dense {
+                input_size,
+                units,
+                kernel,
+                bias,
+                activation: a,
+            } => {
+                spec = spec.add(
+                    Dense::new(*units)
+                        .activation(activation(a))
+                        .use_bias(bias.is_some()),
+                );
+                weights.push(array(&[*input_size, *units], kernel));
+                if let Some(b) = bias {
+                    weights.push(array(&[*units], b));
+                }
+            }
+        }
+    }
+    export_model(&spec.build_with_weights(&weights)?)
+}
+
+// ---------------------------------------------------------------------------------------------
 // fixtures
 
 fn tensor(v: &Value) -> Tensor {
@@ -239,7 +348,7 @@ fn tensor(v: &Value) -> Tensor {
     Tensor { shape, data }
 }
 
-fn layers_from_case(case: &Value) -> (Vec<OnnxLayer>, Option<usize>, usize) {
+fn layers_from_case(case: &Value) -> (Vec<TestLayer>, Option<usize>, usize) {
     let model = &case["model"];
     let t = model["input_shape"][0].as_u64().map(|t| t as usize);
     let f = model["input_shape"][1].as_u64().unwrap() as usize;
@@ -256,7 +365,7 @@ fn layers_from_case(case: &Value) -> (Vec<OnnxLayer>, Option<usize>, usize) {
         match spec["type"].as_str().unwrap() {
             "lstm" => {
                 assert_eq!(bias.is_some(), spec["use_bias"].as_bool().unwrap());
-                layers.push(OnnxLayer::Lstm {
+                layers.push(TestLayer::Lstm {
                     input_size: width,
                     units,
                     kernel: tensor(&w["kernel"]).data,
@@ -267,7 +376,7 @@ fn layers_from_case(case: &Value) -> (Vec<OnnxLayer>, Option<usize>, usize) {
                     recurrent_activation: spec["recurrent_activation"].as_str().unwrap().into(),
                 })
             }
-            "dense" => layers.push(OnnxLayer::Dense {
+            "dense" => layers.push(TestLayer::Dense {
                 input_size: width,
                 units,
                 kernel: tensor(&w["kernel"]).data,
@@ -383,7 +492,7 @@ fn act(name: &str, v: &mut [f64]) {
 }
 
 /// Keras forward pass in float64. `x` is `[B, T, F]`; returns the output tensor.
-fn reference(layers: &[OnnxLayer], x: &Tensor) -> Tensor {
+fn reference(layers: &[TestLayer], x: &Tensor) -> Tensor {
     let (b, t) = (x.shape[0], x.shape[1]);
     // seq[b][t] = vector; `None` time axis after a non-sequence LSTM.
     let mut seq: Vec<Vec<Vec<f64>>> = (0..b)
@@ -402,7 +511,7 @@ fn reference(layers: &[OnnxLayer], x: &Tensor) -> Tensor {
     let mut has_time = true;
     for layer in layers {
         match layer {
-            OnnxLayer::Lstm {
+            TestLayer::Lstm {
                 input_size,
                 units,
                 kernel,
@@ -450,7 +559,7 @@ fn reference(layers: &[OnnxLayer], x: &Tensor) -> Tensor {
                 }
                 has_time = *return_sequences;
             }
-            OnnxLayer::Dense {
+            TestLayer::Dense {
                 input_size,
                 units,
                 kernel,
@@ -493,8 +602,8 @@ fn rand_lstm(
     rs: bool,
     a: &str,
     ra: &str,
-) -> OnnxLayer {
-    OnnxLayer::Lstm {
+) -> TestLayer {
+    TestLayer::Lstm {
         input_size: n,
         units: h,
         kernel: r.vec(n * 4 * h, 1.0),
@@ -506,8 +615,8 @@ fn rand_lstm(
     }
 }
 
-fn rand_dense(r: &mut Rng, n: usize, u: usize, bias: bool, a: &str) -> OnnxLayer {
-    OnnxLayer::Dense {
+fn rand_dense(r: &mut Rng, n: usize, u: usize, bias: bool, a: &str) -> TestLayer {
+    TestLayer::Dense {
         input_size: n,
         units: u,
         kernel: r.vec(n * u, 1.0),
@@ -521,7 +630,7 @@ fn synthetic_activations_match_reference() {
     let _ = python();
     let mut r = Rng(0x9e37_79b9_7f4a_7c15);
     let f = 3;
-    let models: Vec<(&str, Vec<OnnxLayer>)> = vec![
+    let models: Vec<(&str, Vec<TestLayer>)> = vec![
         (
             "linear_act_hard_sigmoid_gates",
             vec![
@@ -620,9 +729,8 @@ fn exported_keras_files_match_onnxruntime() {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
         let loaded = stacklstm::load_model(dir.join("model.keras"), None)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let bytes = stacklstm::io::onnx::export_model(&loaded.model)
-            .unwrap_or_else(|e| panic!("{name}: export: {e}"));
-        // The model's layers are exactly the case's: same bytes as the direct export.
+        let bytes = export_model(&loaded.model).unwrap_or_else(|e| panic!("{name}: export: {e}"));
+        // The model read from the .keras file is exactly the case's: the same bytes.
         let case: Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
         let (layers, t, f) = layers_from_case(&case);

@@ -19,6 +19,8 @@ use crate::init::{glorot_uniform, Rng};
 use crate::kernels::activation::Activation;
 use crate::kernels::matmul::{sgemm, Trans};
 use crate::kernels::softmax::softmax_in_place;
+use crate::layers::keras::{FromKeras, KerasConfig, REGULARIZERS};
+use crate::layers::onnx::{OnnxAttr, OnnxGraph, OnnxValue, HARD_SIGMOID};
 use crate::layers::{
     cache_mut, cache_ref, check_size, Backward, Cache, Layer, LayerConfig, OutShape, Part,
     StackInput, State, Weight,
@@ -186,6 +188,29 @@ impl LayerConfig for Dense {
             input.width,
             rng,
         )?))
+    }
+}
+
+impl FromKeras for Dense {
+    const KERAS_SUPPORT: &'static str = "Dense (activations tanh, sigmoid, hard_sigmoid, \
+        relu, linear, softmax; no regularizers, constraints, lora_rank, quantization)";
+
+    fn from_keras(cfg: &mut KerasConfig<'_>) -> Self {
+        cfg.dtype();
+        cfg.forbid_set(REGULARIZERS);
+        cfg.forbid_set(&["lora_rank", "quantization_config"]);
+        let all = [
+            Activation::Tanh,
+            Activation::Sigmoid,
+            Activation::HardSigmoid,
+            Activation::Relu,
+            Activation::Linear,
+            Activation::Softmax,
+        ];
+        Dense::new(cfg.dim("units"))
+            .name(cfg.name())
+            .activation(cfg.activation("activation", Activation::Linear, &all))
+            .use_bias(cfg.bool("use_bias", true))
     }
 }
 
@@ -453,6 +478,61 @@ impl Layer for DenseLayer {
         };
         rayon::join(|| run(0, d0, gk0, 0, gb0), || run(d0, d - d0, gk1, u0, gb1));
     }
+    /// `MatMul` with the kernel (+ `Add` of the bias) (+ the activation) on the last axis,
+    /// so on a sequence it applies per timestep, in either time layout.
+    fn export_onnx(&self, g: &mut dyn OnnxGraph, x: OnnxValue) -> Result<OnnxValue> {
+        let (d, n) = (self.input_width, self.spec.units);
+        debug_assert_eq!(x.width, d, "layer '{}' (Dense): input width", self.name);
+        let p = g.layer_prefix("dense");
+        let k_name = format!("{p}/kernel");
+        g.add_initializer(&k_name, &[d, n], &self.kernel)?;
+        let mm = format!("{p}/MatMul");
+        let mut out = format!("{mm}:0");
+        g.add_node(
+            mm,
+            "MatMul",
+            vec![x.name, k_name],
+            vec![out.clone()],
+            vec![],
+        );
+        if self.spec.use_bias {
+            let b_name = format!("{p}/bias");
+            g.add_initializer(&b_name, &[n], &self.bias)?;
+            let add = format!("{p}/Add");
+            let o = format!("{add}:0");
+            g.add_node(add, "Add", vec![out, b_name], vec![o.clone()], vec![]);
+            out = o;
+        }
+        if let Some((op, attrs)) = onnx_activation(self.spec.activation) {
+            let node = format!("{p}/{op}");
+            let o = format!("{node}:0");
+            g.add_node(node, op, vec![out], vec![o.clone()], attrs);
+            out = o;
+        }
+        Ok(OnnxValue {
+            name: out,
+            layout: x.layout,
+            width: n,
+        })
+    }
+}
+
+/// The ONNX node (operator, attributes) applying `a` to the last axis; `None` for linear.
+fn onnx_activation(a: Activation) -> Option<(&'static str, Vec<(&'static str, OnnxAttr)>)> {
+    match a {
+        Activation::Linear => None,
+        Activation::Tanh => Some(("Tanh", vec![])),
+        Activation::Sigmoid => Some(("Sigmoid", vec![])),
+        Activation::Relu => Some(("Relu", vec![])),
+        Activation::Softmax => Some(("Softmax", vec![("axis", OnnxAttr::Int(-1))])),
+        Activation::HardSigmoid => Some((
+            "HardSigmoid",
+            vec![
+                ("alpha", OnnxAttr::Float(HARD_SIGMOID.0)),
+                ("beta", OnnxAttr::Float(HARD_SIGMOID.1)),
+            ],
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -583,5 +663,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("too large"), "{err}");
+    }
+
+    #[test]
+    fn keras_config_sets_every_option_and_refuses_the_rest() {
+        let json = r#"{"name": "head", "units": 3, "activation": "softmax", "use_bias": false,
+            "dtype": {"class_name": "DTypePolicy", "config": {"name": "float32"}}}"#;
+        let cfg: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).unwrap();
+        let mut k = KerasConfig::new("Dense", &cfg);
+        let spec = Dense::from_keras(&mut k);
+        assert!(k.problems().is_empty(), "{:?}", k.problems());
+        let want = Dense::new(3)
+            .name("head")
+            .activation(Activation::Softmax)
+            .use_bias(false);
+        assert_eq!(spec, want);
+        // Keras' default activation is linear.
+        let cfg: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(r#"{"name": "d", "units": 1}"#).unwrap();
+        let spec = Dense::from_keras(&mut KerasConfig::new("Dense", &cfg));
+        assert_eq!(spec.activation, Activation::Linear);
+
+        let json = r#"{"name": "d", "units": 0, "lora_rank": 4, "activation": "gelu",
+            "bias_regularizer": {"class_name": "L1"}}"#;
+        let cfg: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).unwrap();
+        let mut k = KerasConfig::new("Dense", &cfg);
+        let _ = Dense::from_keras(&mut k);
+        let p = k.into_problems();
+        assert_eq!(p.malformed.len(), 1, "{p:?}");
+        let all = p.unsupported.join("; ");
+        for needle in ["lora_rank=4", "activation 'gelu'", "bias_regularizer"] {
+            assert!(all.contains(needle), "{needle} not in {all}");
+        }
     }
 }

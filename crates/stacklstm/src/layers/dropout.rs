@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::init::Rng;
+use crate::layers::keras::{FromKeras, KerasConfig};
+use crate::layers::onnx::{OnnxGraph, OnnxValue};
 use crate::layers::{
     cache_mut, cache_ref, copy_time_major_rows, Backward, Cache, Layer, LayerConfig, OutShape,
     StackInput, State, Weight,
@@ -121,6 +123,17 @@ impl LayerConfig for Dropout {
     }
 }
 
+impl FromKeras for Dropout {
+    const KERAS_SUPPORT: &'static str = "Dropout (no noise_shape)";
+
+    fn from_keras(cfg: &mut KerasConfig<'_>) -> Self {
+        // One mask element per input element; a shared (broadcast) mask is not implemented.
+        cfg.forbid_set(&["noise_shape"]);
+        cfg.require("rate");
+        Dropout::new(cfg.rate("rate")).name(cfg.name())
+    }
+}
+
 impl Layer for DropoutLayer {
     fn name(&self) -> &str {
         &self.name
@@ -193,6 +206,10 @@ impl Layer for DropoutLayer {
             copy_time_major_rows(src, rows, steps, b, self.input.width, dst);
         }
     }
+    /// The identity: dropout only acts in training.
+    fn export_onnx(&self, _g: &mut dyn OnnxGraph, input: OnnxValue) -> Result<OnnxValue> {
+        Ok(input)
+    }
 }
 
 /// Fills `mask` with `n` values: 0 with probability `rate`, else `1 / (1 - rate)`.
@@ -219,5 +236,24 @@ mod tests {
         let mean = m.iter().map(|v| f64::from(*v)).sum::<f64>() / m.len() as f64;
         assert!((mean - 1.0).abs() < 0.02, "{mean}");
         assert!(Dropout::new(1.0).validate("d").is_err());
+    }
+
+    #[test]
+    fn keras_config() {
+        let cfg: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(r#"{"name": "drop", "rate": 0.3, "seed": 7}"#).unwrap();
+        let mut k = KerasConfig::new("Dropout", &cfg);
+        assert_eq!(Dropout::from_keras(&mut k), Dropout::new(0.3).name("drop"));
+        assert!(k.problems().is_empty(), "{:?}", k.problems());
+        let cfg: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(r#"{"name": "drop", "noise_shape": [null, 1, 4]}"#).unwrap();
+        let mut k = KerasConfig::new("Dropout", &cfg);
+        let _ = Dropout::from_keras(&mut k);
+        let p = k.into_problems();
+        assert_eq!(p.malformed, ["layer 'drop' (Dropout): 'rate' missing"]);
+        assert_eq!(
+            p.unsupported,
+            ["layer 'drop' (Dropout): noise_shape=[null,1,4]"]
+        );
     }
 }

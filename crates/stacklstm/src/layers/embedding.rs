@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::init::Rng;
+use crate::layers::keras::{FromKeras, KerasConfig};
 use crate::layers::{
     cache_mut, cache_ref, check_size, Backward, Cache, Layer, LayerConfig, OutShape, Part,
     StackInput, State, Weight,
@@ -125,6 +126,9 @@ impl LayerConfig for Embedding {
     fn set_trainable(&mut self, on: bool) {
         self.trainable = on;
     }
+    fn takes_token_ids(&self) -> bool {
+        true
+    }
     fn output_width(&self, _: usize) -> usize {
         self.output_dim
     }
@@ -148,6 +152,25 @@ impl LayerConfig for Embedding {
     }
     fn build(&self, name: String, _: OutShape, rng: &mut Rng, _: bool) -> Result<Box<dyn Layer>> {
         Ok(Box::new(EmbeddingLayer::build(self.clone(), name, rng)?))
+    }
+}
+
+impl FromKeras for Embedding {
+    const KERAS_SUPPORT: &'static str =
+        "Embedding (first layer only; no mask_zero, sparse, regularizers, constraints, lora_rank)";
+
+    fn from_keras(cfg: &mut KerasConfig<'_>) -> Self {
+        cfg.dtype();
+        // Masking would have to flow through every later layer; nothing here consumes it.
+        cfg.forbid_true("mask_zero");
+        cfg.forbid_true("sparse");
+        cfg.forbid_set(&[
+            "embeddings_regularizer",
+            "embeddings_constraint",
+            "activity_regularizer",
+            "lora_rank",
+        ]);
+        Embedding::new(cfg.dim("input_dim"), cfg.dim("output_dim")).name(cfg.name())
     }
 }
 
@@ -329,5 +352,28 @@ mod tests {
         assert!(
             EmbeddingLayer::build(Embedding::new(MAX_VOCAB + 1, 2), "e".into(), &mut rng).is_err()
         );
+    }
+
+    #[test]
+    fn keras_config() {
+        let cfg: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+            r#"{"name": "emb", "input_dim": 10, "output_dim": 4, "mask_zero": false}"#,
+        )
+        .unwrap();
+        let mut k = KerasConfig::new("Embedding", &cfg);
+        assert_eq!(
+            Embedding::from_keras(&mut k),
+            Embedding::new(10, 4).name("emb")
+        );
+        assert!(k.problems().is_empty(), "{:?}", k.problems());
+        let cfg: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+            r#"{"name": "emb", "input_dim": 10, "mask_zero": true, "lora_rank": 2}"#,
+        )
+        .unwrap();
+        let mut k = KerasConfig::new("Embedding", &cfg);
+        let _ = Embedding::from_keras(&mut k);
+        let p = k.into_problems();
+        assert_eq!(p.malformed.len(), 1, "output_dim missing: {p:?}");
+        assert_eq!(p.unsupported.len(), 2, "{p:?}");
     }
 }

@@ -5,20 +5,34 @@
 //! serde-serialisable) implements [`LayerConfig`]: shape inference and the stacking rules,
 //! the weight shapes, and `build`. The *built* layer (`LstmLayer`, ...: weights) implements
 //! [`Layer`]: weights with Keras names and shapes, forward, backward, dropout masks and
-//! carried state. The model, the trainer, the two-thread batch split, the summary and the
-//! native file format reach a layer only through these traits; they never match on kinds.
+//! carried state. The model, the trainer, the two-thread batch split, the summary, the
+//! native file format, the Keras import and the ONNX export reach a layer only through
+//! these traits and the registry; they never match on kinds.
 //!
 //! # Adding a layer
 //! Exactly two places:
-//! 1. a new file `src/layers/<name>.rs` with the spec and the built layer implementing
-//!    [`LayerConfig`] and [`Layer`] (plus its tests: finite differences, shapes, errors);
-//! 2. one line in the `layer_registry!` table below (variant name and spec type). The
-//!    variant's snake_case name is the `"type"` tag of the layer in JSON/TOML specs and
-//!    native files.
+//! 1. a new file `src/layers/<name>.rs` with
+//!    * the spec, implementing [`LayerConfig`] (options, shape inference and stacking
+//!      errors, weight shapes, `build`) and [`FromKeras`] (the Keras import hook: reads the
+//!      layer's options from a Keras `config.json` through a [`KerasConfig`], recording
+//!      every malformed or unsupported option; `KERAS_SUPPORT` says what is supported);
+//!    * the built layer, implementing [`Layer`] (weights, forward, backward, masks, state)
+//!      and, when ONNX can express it, [`Layer::export_onnx`] (the ONNX export hook: adds
+//!      the layer's initializers and nodes to an [`OnnxGraph`]; without it, exporting a
+//!      model with the layer is an error naming it);
+//!    * its tests: finite differences, shapes, errors, the Keras options it refuses;
+//! 2. one line in the `layer_registry!` table below: variant name, spec type and Keras
+//!    class name (`Gru(gru::Gru) = "GRU",`). The variant's snake_case name is the `"type"`
+//!    tag of the layer in JSON/TOML specs and native files; the Keras class is what the
+//!    Keras import dispatches on.
 //!
-//! File formats that name layers by another library's class (Keras import, PyTorch
-//! mapping, ONNX export) translate in `io/`, and reject a kind they do not know with an
-//! error that names it.
+//! The new kind is then reachable as `stacklstm::layers::<name>::<Spec>`; a `pub use` in
+//! `lib.rs` (as for `Lstm`) is an optional shortcut.
+//!
+//! The PyTorch import (`io::torch`) is the one place that still names kinds: it maps
+//! `nn.LSTM` / `nn.Linear` tensors onto LSTM and Dense specs (Dropout takes none) and
+//! refuses any other kind in an architecture with an error, so a new layer is not
+//! importable from a PyTorch `state_dict` until a mapping is written there.
 //!
 //! # Buffers
 //! Between layers, activations are time-major: `[T, B, width]` for sequences, `[B, width]`
@@ -29,7 +43,9 @@
 pub mod dense;
 pub mod dropout;
 pub mod embedding;
+pub mod keras;
 pub mod lstm;
+pub mod onnx;
 
 use std::any::Any;
 use std::fmt;
@@ -40,12 +56,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::init::Rng;
+pub use keras::{FromKeras, KerasConfig};
+pub use onnx::{OnnxGraph, OnnxValue};
 
 /// The registry: one line per layer kind. Generates [`LayerSpec`] (the serialisable enum
-/// of specs, tagged by the snake_case variant name), `From<Spec> for LayerSpec`, and the
-/// delegation to [`LayerConfig`]; nothing else in the crate lists the kinds.
+/// of specs, tagged by the snake_case variant name), `From<Spec> for LayerSpec`, the
+/// delegation to [`LayerConfig`], and the Keras import's dispatch from class name to
+/// [`FromKeras::from_keras`]. Apart from the PyTorch mapping (see the module docs), nothing
+/// else in the crate lists the kinds.
 macro_rules! layer_registry {
-    ($($(#[$doc:meta])* $variant:ident($spec:ty),)*) => {
+    ($($(#[$doc:meta])* $variant:ident($spec:ty) = $class:literal,)*) => {
         /// One layer's specification: any registered layer kind.
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         #[serde(tag = "type", rename_all = "snake_case")]
@@ -61,6 +81,24 @@ macro_rules! layer_registry {
         })*
 
         impl LayerSpec {
+            /// The Keras class names of the registered kinds, in registry order.
+            pub const KERAS_CLASSES: &'static [&'static str] = &[$($class),*];
+
+            /// What the engine supports of each registered Keras class
+            /// ([`FromKeras::KERAS_SUPPORT`]), in registry order.
+            pub const KERAS_SUPPORT: &'static [&'static str] =
+                &[$(<$spec as FromKeras>::KERAS_SUPPORT),*];
+
+            /// The spec of a Keras layer of class `class` whose `config` object `cfg`
+            /// holds, problems recorded in `cfg`; `None` when no registered kind has that
+            /// Keras class.
+            pub fn from_keras(class: &str, cfg: &mut KerasConfig<'_>) -> Option<LayerSpec> {
+                match class {
+                    $($class => Some(LayerSpec::$variant(<$spec as FromKeras>::from_keras(cfg))),)*
+                    _ => None,
+                }
+            }
+
             /// The spec as a [`LayerConfig`].
             pub fn config(&self) -> &dyn LayerConfig {
                 match self {
@@ -79,13 +117,13 @@ macro_rules! layer_registry {
 
 layer_registry! {
     /// An LSTM layer.
-    Lstm(lstm::Lstm),
+    Lstm(lstm::Lstm) = "LSTM",
     /// A Dense layer.
-    Dense(dense::Dense),
+    Dense(dense::Dense) = "Dense",
     /// An Embedding layer (first layer only).
-    Embedding(embedding::Embedding),
+    Embedding(embedding::Embedding) = "Embedding",
     /// A Dropout layer.
-    Dropout(dropout::Dropout),
+    Dropout(dropout::Dropout) = "Dropout",
 }
 
 /// Output of one layer, per sample: a sequence `[T, width]` or a vector `[width]`.
@@ -169,6 +207,11 @@ pub trait LayerConfig: fmt::Debug + Send + Sync {
     /// Whether the layer has a `return_sequences` option (what a stacking error suggests
     /// turning on when it is off).
     fn has_return_sequences(&self) -> bool {
+        false
+    }
+    /// Whether the layer reads integer token ids (one feature per timestep; a 2-D
+    /// `[batch, timesteps]` input in Keras), which makes it a first layer only.
+    fn takes_token_ids(&self) -> bool {
         false
     }
     /// Checks the options against the input and returns the layer's output shape.
@@ -384,6 +427,22 @@ pub trait Layer: fmt::Debug + Send + Sync + Any {
     fn final_state<'c>(&self, _cache: &'c dyn Cache) -> Vec<&'c [f32]> {
         Vec::new()
     }
+    /// The ONNX export hook: adds the layer's initializers and nodes to `g`, reading
+    /// `input` (the output of the layers below, or the model input), and returns the
+    /// layer's output value. The default refuses the layer.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedFormat`] naming the layer and its kind when ONNX cannot express
+    /// it (or one of its options), and errors from `g` (size limits).
+    fn export_onnx(&self, _g: &mut dyn OnnxGraph, _input: OnnxValue) -> Result<OnnxValue> {
+        Err(Error::UnsupportedFormat {
+            found: format!("ONNX export of layer '{}' ({})", self.name(), self.kind()),
+            supported: format!(
+                "models whose layers all have an ONNX export; {} has none",
+                self.kind()
+            ),
+        })
+    }
 }
 
 impl Clone for Box<dyn Layer> {
@@ -505,5 +564,30 @@ pub(crate) mod test_util {
                 "{what}[{i}]: analytic {a} vs finite difference {fd}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_registered_keras_class_reads_into_its_own_kind() {
+        let cfg = serde_json::Map::new();
+        assert_eq!(
+            LayerSpec::KERAS_CLASSES.len(),
+            LayerSpec::KERAS_SUPPORT.len()
+        );
+        for (class, support) in LayerSpec::KERAS_CLASSES
+            .iter()
+            .zip(LayerSpec::KERAS_SUPPORT)
+        {
+            let mut k = KerasConfig::new(class, &cfg);
+            let spec = LayerSpec::from_keras(class, &mut k).expect(class);
+            assert_eq!(spec.config().kind(), *class);
+            assert!(support.starts_with(class), "{support}");
+        }
+        let mut k = KerasConfig::new("GRU", &cfg);
+        assert!(LayerSpec::from_keras("GRU", &mut k).is_none());
     }
 }

@@ -22,15 +22,11 @@ use std::path::Path;
 use ndarray::{ArrayD, IxDyn};
 
 use crate::error::{shape_str, Error, Result};
-use crate::kernels::activation::Activation;
-use crate::layers::dense::Dense;
-use crate::layers::dropout::Dropout;
-use crate::layers::embedding::Embedding;
-use crate::layers::lstm::Lstm;
+use crate::layers::LayerSpec;
 use crate::model::{Model, Sequential};
 
 pub use archive::{MAX_CONFIG_BYTES, MAX_WEIGHTS_BYTES};
-pub use config::{parse_keras_config, DENSE_ACTIVATIONS, LAYER_CLASSES, LSTM_ACTIVATIONS};
+pub use config::parse_keras_config;
 
 /// A Keras `Sequential` model's structure, as read from `config.json`.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,78 +36,21 @@ pub struct KerasModel {
     /// `(timesteps, features)` of one input sequence; `timesteps` is `None` for a
     /// variable-length model. For a model starting with an `Embedding`, `features` is 1.
     pub input_shape: (Option<usize>, usize),
-    /// The layers, input side first (the `InputLayer` is not included).
-    pub layers: Vec<KerasLayer>,
+    /// The layers' specs, input side first (the `InputLayer` is not included), each named
+    /// as in the file and read by its kind's [`FromKeras`](crate::layers::keras::FromKeras)
+    /// hook.
+    pub layers: Vec<LayerSpec>,
     /// `keras_version` from `metadata.json`, when read from a `.keras` file.
     pub keras_version: Option<String>,
 }
 
-/// One layer of a [`KerasModel`], with the options stacklstm supports.
-#[derive(Debug, Clone, PartialEq)]
-pub enum KerasLayer {
-    /// `keras.layers.LSTM`.
-    Lstm {
-        /// Layer name, also its group name in the weights file.
-        name: String,
-        /// Hidden size `u`.
-        units: usize,
-        /// Output every timestep (`[B, T, u]`) instead of the last (`[B, u]`).
-        return_sequences: bool,
-        /// Also return the final `h` and `c`.
-        return_state: bool,
-        /// Cell/output activation (Keras name).
-        activation: String,
-        /// Gate activation (Keras name).
-        recurrent_activation: String,
-        /// Whether the layer has a bias.
-        use_bias: bool,
-        /// Initialisation only: forget-gate bias started at 1.
-        unit_forget_bias: bool,
-        /// Input dropout rate during training.
-        dropout: f32,
-        /// Recurrent dropout rate during training.
-        recurrent_dropout: f32,
-        /// State carried between batches.
-        stateful: bool,
-    },
-    /// `keras.layers.Dense`.
-    Dense {
-        /// Layer name.
-        name: String,
-        /// Output width.
-        units: usize,
-        /// Activation (Keras name).
-        activation: String,
-        /// Whether the layer has a bias.
-        use_bias: bool,
-    },
-    /// `keras.layers.Dropout`.
-    Dropout {
-        /// Layer name.
-        name: String,
-        /// Drop rate during training.
-        rate: f32,
-    },
-    /// `keras.layers.Embedding`.
-    Embedding {
-        /// Layer name.
-        name: String,
-        /// Vocabulary size.
-        input_dim: usize,
-        /// Embedding width.
-        output_dim: usize,
-    },
-}
-
-impl KerasLayer {
-    /// The layer's name.
-    pub fn name(&self) -> &str {
-        match self {
-            KerasLayer::Lstm { name, .. }
-            | KerasLayer::Dense { name, .. }
-            | KerasLayer::Dropout { name, .. }
-            | KerasLayer::Embedding { name, .. } => name,
-        }
+impl KerasModel {
+    /// The layers' names (the Keras names, also their group names in the weights file).
+    pub fn layer_names(&self) -> Vec<&str> {
+        self.layers
+            .iter()
+            .map(|l| l.config().explicit_name().unwrap_or(""))
+            .collect()
     }
 }
 
@@ -126,9 +65,10 @@ pub struct Tensor {
 
 /// The variables of each layer of a weights file.
 ///
-/// LSTM: `[kernel [in, 4u], recurrent_kernel [u, 4u], bias [4u]]` (no bias without
-/// `use_bias`); Dense: `[kernel [in, out], bias [out]]`; Embedding: `[embeddings]`;
-/// Dropout: `[]`. From [`read_keras_file`] the layers are in the model's order; from
+/// Each layer's variables are in Keras order, as its spec's
+/// [`LayerConfig::weight_shapes`](crate::layers::LayerConfig::weight_shapes) lists them (an
+/// LSTM: `kernel [in, 4u]`, `recurrent_kernel [u, 4u]`, `bias [4u]` when it has one; a layer
+/// without weights: none). From [`read_keras_file`] the layers are in the model's order; from
 /// [`read_weights_h5`] in the file's order (by name), so look them up with [`KerasWeights::get`].
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct KerasWeights {
@@ -196,9 +136,14 @@ pub fn read_weights_h5_bytes(bytes: &[u8], name_for_errors: &str) -> Result<Kera
 
 /// Checks `weights` against `model` and returns them in the model's layer order.
 ///
-/// Every LSTM, Dense and Embedding layer must have exactly the variables its configuration
-/// implies, with the right shapes; a Dropout layer none. Weights for layers the model does not
-/// have are an error too. All mismatches are listed in one [`Error::Format`].
+/// Every layer must have exactly the variables its configuration implies
+/// ([`LayerConfig::weight_shapes`](crate::layers::LayerConfig::weight_shapes)), with the
+/// right shapes (a layer without weights none). Weights for layers the model does not have
+/// are an error too. All mismatches are listed in one [`Error::Format`].
+///
+/// # Errors
+/// [`Error::Format`] as above; [`Error::InvalidConfig`] for a layer whose options give no
+/// valid weights (an absurd size).
 pub fn match_weights(
     model: &KerasModel,
     weights: KerasWeights,
@@ -208,46 +153,18 @@ pub fn match_weights(
     let mut remaining = weights.layers;
     let mut out = Vec::with_capacity(model.layers.len());
     let mut width = model.input_shape.1;
-    for layer in &model.layers {
-        let name = layer.name();
+    for (layer, name) in model.layers.iter().zip(model.layer_names()) {
         let vars = match remaining.iter().position(|(n, _)| n == name) {
             Some(i) => remaining.remove(i).1,
             None => Vec::new(),
         };
-        let expected: Vec<Vec<usize>> = match layer {
-            KerasLayer::Lstm {
-                units, use_bias, ..
-            } => {
-                let mut e = vec![
-                    vec![width, units.saturating_mul(4)],
-                    vec![*units, units.saturating_mul(4)],
-                ];
-                if *use_bias {
-                    e.push(vec![units.saturating_mul(4)]);
-                }
-                width = *units;
-                e
-            }
-            KerasLayer::Dense {
-                units, use_bias, ..
-            } => {
-                let mut e = vec![vec![width, *units]];
-                if *use_bias {
-                    e.push(vec![*units]);
-                }
-                width = *units;
-                e
-            }
-            KerasLayer::Embedding {
-                input_dim,
-                output_dim,
-                ..
-            } => {
-                width = *output_dim;
-                vec![vec![*input_dim, *output_dim]]
-            }
-            KerasLayer::Dropout { .. } => Vec::new(),
-        };
+        let layer = layer.config();
+        let expected: Vec<Vec<usize>> = layer
+            .weight_shapes(name, width)?
+            .into_iter()
+            .map(|(_, shape)| shape)
+            .collect();
+        width = layer.output_width(width);
         let got: Vec<Vec<usize>> = vars.iter().map(|t| t.shape.clone()).collect();
         if got != expected {
             let fmt = |v: &[Vec<usize>]| {
@@ -278,91 +195,23 @@ pub fn match_weights(
     }
 }
 
-/// The stacklstm model spec of a Keras model.
-///
-/// # Errors
-/// [`Error::UnsupportedFormat`] listing every layer or option the engine cannot run
-/// (`return_state=true`).
-pub fn to_spec(model: &KerasModel) -> Result<Sequential> {
-    let mut unsupported = Vec::new();
+/// The stacklstm model spec of a Keras model: its name, input shape and layer specs
+/// (seed 0).
+pub fn to_spec(model: &KerasModel) -> Sequential {
     let mut spec = Sequential::new().name(model.name.clone());
     spec.input_shape = Some(model.input_shape);
-    for layer in &model.layers {
-        match layer {
-            KerasLayer::Lstm {
-                name,
-                units,
-                return_sequences,
-                return_state,
-                activation,
-                recurrent_activation,
-                use_bias,
-                unit_forget_bias,
-                dropout,
-                recurrent_dropout,
-                stateful,
-            } => {
-                if *return_state {
-                    unsupported.push(format!("layer '{name}' (LSTM): return_state=true"));
-                }
-                let act = |a: &str| Activation::from_name(a).unwrap_or_default();
-                spec = spec.add(
-                    Lstm::new(*units)
-                        .name(name.clone())
-                        .return_sequences(*return_sequences)
-                        .activation(act(activation))
-                        .recurrent_activation(act(recurrent_activation))
-                        .use_bias(*use_bias)
-                        .unit_forget_bias(*unit_forget_bias)
-                        .dropout(*dropout)
-                        .recurrent_dropout(*recurrent_dropout)
-                        .stateful(*stateful),
-                );
-            }
-            KerasLayer::Dense {
-                name,
-                units,
-                activation,
-                use_bias,
-            } => {
-                spec = spec.add(
-                    Dense::new(*units)
-                        .name(name.clone())
-                        .activation(Activation::from_name(activation).unwrap_or_default())
-                        .use_bias(*use_bias),
-                );
-            }
-            KerasLayer::Dropout { name, rate } => {
-                spec = spec.add(Dropout::new(*rate).name(name.clone()));
-            }
-            KerasLayer::Embedding {
-                name,
-                input_dim,
-                output_dim,
-            } => {
-                spec = spec.add(Embedding::new(*input_dim, *output_dim).name(name.clone()));
-            }
-        }
-    }
-    if !unsupported.is_empty() {
-        return Err(Error::UnsupportedFormat {
-            found: unsupported.join("; "),
-            supported:
-                "Sequential models of LSTM, Dense, Dropout and Embedding layers, without return_state"
-                    .into(),
-        });
-    }
-    Ok(spec)
+    spec.layers.clone_from(&model.layers);
+    spec
 }
 
 /// Builds the model of a `.keras` file: its config with its weights (as [`read_keras_file`]
 /// returns them, in model order).
 ///
 /// # Errors
-/// As [`to_spec`], and shape errors when the weights do not fit.
+/// [`Error::InvalidConfig`] when the layers do not stack, and [`Error::Format`] when the
+/// weights do not fit.
 pub fn to_model(model: &KerasModel, weights: &KerasWeights) -> Result<Model> {
-    let spec = to_spec(model)?;
-    weights_into(&spec, weights, &model.name)
+    weights_into(&to_spec(model), weights, &model.name)
 }
 
 /// Sets Keras weights (found by layer name) into a model built from `spec`: how a

@@ -16,6 +16,8 @@
 //! ValueInfoProto{name=1, type=2}, TypeProto{tensor_type=1}, TypeProto.Tensor{elem_type=1,
 //! shape=2}, TensorShapeProto{dim=1}, Dimension{dim_value=1, dim_param=2}.
 
+use crate::layers::onnx::OnnxAttr as Attr;
+
 /// Protobuf wire types.
 const WIRE_VARINT: u64 = 0;
 const WIRE_FIXED32: u64 = 5;
@@ -162,17 +164,6 @@ pub fn value_info_f32(name: &str, dims: &[Dim]) -> Msg {
     let mut m = Msg::new();
     m.string(1, name).msg(2, &ty);
     m
-}
-
-/// An attribute value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Attr {
-    Int(i64),
-    Float(f32),
-    Str(String),
-    Ints(Vec<i64>),
-    Floats(Vec<f32>),
-    Strs(Vec<String>),
 }
 
 /// `AttributeProto`.
