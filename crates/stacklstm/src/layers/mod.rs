@@ -29,6 +29,7 @@
 pub mod dense;
 pub mod dropout;
 pub mod embedding;
+pub mod gru;
 pub mod lstm;
 
 use std::any::Any;
@@ -86,6 +87,8 @@ layer_registry! {
     Embedding(embedding::Embedding),
     /// A Dropout layer.
     Dropout(dropout::Dropout),
+    /// A GRU layer.
+    Gru(gru::Gru),
 }
 
 /// Output of one layer, per sample: a sequence `[T, width]` or a vector `[width]`.
