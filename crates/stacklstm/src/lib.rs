@@ -6,7 +6,9 @@
 //!
 //! Weights use the Keras layout (kernel `[D, 4H]`, recurrent kernel `[H, 4H]`, bias `[4H]`,
 //! gate order i, f, c, o), so Keras weights load unchanged and outputs agree with Keras to
-//! 1e-5. Shapes at the API are `[batch, timesteps, features]`.
+//! 1e-5. Shapes at the API are `[batch, timesteps, features]`. [`Gru`] layers (Keras' GRU in
+//! both `reset_after` modes: kernel `[D, 3H]`, recurrent kernel `[H, 3H]`, gate order z, r, h)
+//! stack the same way.
 //!
 //! ```
 //! use ndarray::Array3;
@@ -78,6 +80,7 @@ pub use kernels::{set_threads, threads};
 pub use layers::dense::{Dense, DenseLayer};
 pub use layers::dropout::{Dropout, DropoutLayer};
 pub use layers::embedding::{Embedding, EmbeddingLayer};
+pub use layers::gru::{Gru, GruLayer, GruOutput};
 pub use layers::lstm::{Lstm, LstmLayer, LstmOutput};
 pub use layers::{Layer, LayerConfig, LayerSpec, OutShape, State, Weight};
 pub use loss::Loss;

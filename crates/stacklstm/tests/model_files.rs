@@ -15,7 +15,9 @@ use proptest::prelude::*;
 use serde_json::json;
 use stacklstm::io::native::{self, TrainingState};
 use stacklstm::io::safetensors;
-use stacklstm::{load_model, Activation, Arch, Dense, Error, Lstm, Model, ModelFormat, Sequential};
+use stacklstm::{
+    load_model, Activation, Arch, Dense, Error, Gru, Lstm, Model, ModelFormat, Sequential,
+};
 
 use common::*;
 
@@ -190,7 +192,8 @@ fn act(k: u8) -> Activation {
 }
 
 fn arb_spec() -> impl Strategy<Value = Sequential> {
-    let lstm = (1usize..6, any::<bool>(), 0u8..5, 0u8..5);
+    // Units, bias, activations, and the kind: LSTM, GRU (reset_after) or GRU (reset before).
+    let lstm = (1usize..6, any::<bool>(), 0u8..5, 0u8..5, 0u8..3);
     (
         prop::option::of(1usize..5),
         1usize..4,
@@ -206,14 +209,26 @@ fn arb_spec() -> impl Strategy<Value = Sequential> {
                 None => s.input_features(f),
             };
             let n = lstms.len();
-            for (i, (u, bias, a, r)) in lstms.into_iter().enumerate() {
-                s = s.add(
-                    Lstm::new(u)
-                        .return_sequences(i + 1 < n || last_rs)
-                        .use_bias(bias)
-                        .activation(act(a))
-                        .recurrent_activation(act(r)),
-                );
+            for (i, (u, bias, a, r, kind)) in lstms.into_iter().enumerate() {
+                let rs = i + 1 < n || last_rs;
+                s = if kind == 0 {
+                    s.add(
+                        Lstm::new(u)
+                            .return_sequences(rs)
+                            .use_bias(bias)
+                            .activation(act(a))
+                            .recurrent_activation(act(r)),
+                    )
+                } else {
+                    s.add(
+                        Gru::new(u)
+                            .return_sequences(rs)
+                            .use_bias(bias)
+                            .activation(act(a))
+                            .recurrent_activation(act(r))
+                            .reset_after(kind == 1),
+                    )
+                };
             }
             if let Some((u, a, bias)) = dense {
                 let a = if a == 5 { Activation::Softmax } else { act(a) };
@@ -239,6 +254,69 @@ proptest! {
         for (w0, w1) in model.get_weights().iter().zip(again.model.get_weights()) {
             prop_assert_eq!(bits(w0), bits(&w1));
         }
+    }
+}
+
+/// GRU models (both reset modes, every option that changes the spec or the weights) saved
+/// to a native file and loaded back: same spec, bit-identical weights and predictions.
+#[test]
+fn gru_native_round_trip_is_bit_identical() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for reset_after in [true, false] {
+        let mut model = Sequential::new()
+            .input_shape(5, 3)
+            .add(
+                Gru::new(6)
+                    .return_sequences(true)
+                    .reset_after(reset_after)
+                    .dropout(0.2)
+                    .recurrent_dropout(0.1),
+            )
+            .add(
+                Gru::new(4)
+                    .return_sequences(true)
+                    .reset_after(reset_after)
+                    .activation(Activation::Relu)
+                    .recurrent_activation(Activation::HardSigmoid)
+                    .name("encoder"),
+            )
+            .add(
+                Gru::new(3)
+                    .use_bias(false)
+                    .reset_after(!reset_after)
+                    .return_sequences(true)
+                    .trainable(false),
+            )
+            .add(Dense::new(2))
+            .seed(7)
+            .build()
+            .expect("build");
+        // Non-zero biases (Keras initialises them to zero).
+        let weights: Vec<ArrayD<f32>> = model
+            .get_weights()
+            .into_iter()
+            .enumerate()
+            .map(|(k, w)| w.mapv(|v| v + 0.01 * (k as f32 + 1.0)))
+            .collect();
+        model.set_weights(&weights).expect("set_weights");
+        let path = tmp.path().join(format!("gru_{reset_after}.safetensors"));
+        model.save(&path).expect("save");
+        let again = load_model(&path, None).expect("load");
+        assert_eq!(again.format, ModelFormat::Native);
+        assert_eq!(again.model.spec(), model.spec());
+        for (w0, w1) in model.get_weights().iter().zip(again.model.get_weights()) {
+            assert_eq!(w0.shape(), w1.shape());
+            assert_eq!(bits(w0), bits(&w1));
+        }
+        let x = Array3::from_shape_fn((4, 5, 3), |(i, j, k)| {
+            ((i * 7 + j * 3 + k) as f32 * 0.37).sin()
+        });
+        let (a, b) = (
+            model.predict(&x).expect("predict"),
+            again.model.predict(&x).expect("predict"),
+        );
+        assert_eq!(a.shape(), &[4, 5, 2]);
+        assert_eq!(bits(&a), bits(&b));
     }
 }
 

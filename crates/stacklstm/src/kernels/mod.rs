@@ -1,4 +1,4 @@
-//! Numerical kernels: the matmul seam, fast activations and the fused gate pass.
+//! Numerical kernels: the matmul seam, fast activations and the fused gate passes (LSTM, GRU).
 //! The only place in the library allowed to use `unsafe` (for CPU-feature dispatch).
 
 /// Defines `pub fn $name(args) -> ret` running the `#[inline(always)]` body `$body`
@@ -46,6 +46,7 @@ pub(crate) use dispatch;
 pub mod activation;
 pub mod gates;
 mod gemv;
+pub mod gru;
 pub mod math;
 pub mod matmul;
 pub mod softmax;

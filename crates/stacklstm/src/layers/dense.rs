@@ -211,6 +211,7 @@ impl FromKeras for Dense {
             .name(cfg.name())
             .activation(cfg.activation("activation", Activation::Linear, &all))
             .use_bias(cfg.bool("use_bias", true))
+            .trainable(cfg.bool("trainable", true))
     }
 }
 

@@ -170,7 +170,9 @@ impl FromKeras for Embedding {
             "activity_regularizer",
             "lora_rank",
         ]);
-        Embedding::new(cfg.dim("input_dim"), cfg.dim("output_dim")).name(cfg.name())
+        Embedding::new(cfg.dim("input_dim"), cfg.dim("output_dim"))
+            .name(cfg.name())
+            .trainable(cfg.bool("trainable", true))
     }
 }
 

@@ -346,6 +346,7 @@ impl FromKeras for Lstm {
             .dropout(cfg.rate("dropout"))
             .recurrent_dropout(cfg.rate("recurrent_dropout"))
             .stateful(cfg.bool("stateful", false))
+            .trainable(cfg.bool("trainable", true))
     }
 }
 

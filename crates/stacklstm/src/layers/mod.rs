@@ -43,6 +43,7 @@
 pub mod dense;
 pub mod dropout;
 pub mod embedding;
+pub mod gru;
 pub mod keras;
 pub mod lstm;
 pub mod onnx;
@@ -124,6 +125,8 @@ layer_registry! {
     Embedding(embedding::Embedding) = "Embedding",
     /// A Dropout layer.
     Dropout(dropout::Dropout) = "Dropout",
+    /// A GRU layer.
+    Gru(gru::Gru) = "GRU",
 }
 
 /// Output of one layer, per sample: a sequence `[T, width]` or a vector `[width]`.

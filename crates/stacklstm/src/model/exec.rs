@@ -380,6 +380,44 @@ mod tests {
     }
 
     #[test]
+    fn split_training_step_equals_one_thread_with_gru_dropout_masks() {
+        use crate::layers::gru::Gru;
+        // Per-gate input and recurrent masks (recurrent_dropout) and one shared input mask
+        // (dropout alone), in both reset modes: each half gets its rows of every mask.
+        for reset_after in [true, false] {
+            let m = Sequential::new()
+                .input_shape(16, 5)
+                .add(
+                    Gru::new(24)
+                        .return_sequences(true)
+                        .reset_after(reset_after)
+                        .dropout(0.2)
+                        .recurrent_dropout(0.3),
+                )
+                .add(Gru::new(24).reset_after(reset_after).dropout(0.1))
+                .add(Dense::new(3))
+                .seed(3)
+                .build()
+                .unwrap();
+            let (b, t) = (47, 16);
+            assert!(
+                kernels::threads() < 2 || m.split_batch(b, t),
+                "the batch must be split"
+            );
+            let x = uniform((b, t, 5), 1);
+            let y = uniform((b, 1, 3), 2)
+                .into_shape_with_order((b, 3))
+                .unwrap()
+                .into_dyn();
+            let mut ws = Workspace::default();
+            let (v1, g1) = step(&m, &mut ws, &x, &y, Loss::Mse, false);
+            let (v2, g2) = step(&m, &mut ws, &x, &y, Loss::Mse, true);
+            assert!((v1 - v2).abs() <= 1e-12 * v1.abs(), "loss {v1} vs {v2}");
+            grads_close(&g2, &g1, 1e-5);
+        }
+    }
+
+    #[test]
     fn split_steps_carry_stateful_state_and_token_inputs() {
         let build = || {
             Sequential::new()
