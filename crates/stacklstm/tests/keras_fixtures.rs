@@ -213,3 +213,35 @@ fn every_fixture_case_reads_bit_exactly() {
     }
     eprintln!("checked {} fixture cases", cases.len());
 }
+
+/// The GRU cases of the recurrent-family fixtures: `model.keras`, and `model.weights.h5`
+/// with the `.keras` file as architecture, predict the Keras output (`case.json`).
+#[test]
+fn gru_keras_files_reproduce_the_keras_output() {
+    let mut ran = 0;
+    for dir in common::rnn_case_dirs() {
+        if !common::not_yet_supported(&dir).unwrap().is_empty() {
+            continue;
+        }
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let case = common::load_case(&dir).unwrap();
+        let want = common::tensor(&case.json["output"]).unwrap();
+        let keras = stacklstm::load_model(dir.join("model.keras"), None).unwrap();
+        let arch = stacklstm::Arch::from_path(dir.join("model.keras")).unwrap();
+        let h5 = stacklstm::load_model(dir.join("model.weights.h5"), Some(&arch)).unwrap();
+        for (file, m) in [
+            ("model.keras", &keras.model),
+            ("model.weights.h5", &h5.model),
+        ] {
+            let got = m.predict(&case.x).unwrap();
+            let d = common::max_abs_diff(&got, &want);
+            assert!(
+                d <= 1e-5,
+                "{name}/{file}: output differs from Keras by {d:e}"
+            );
+            assert_eq!(m.param_count(), case.model.param_count(), "{name}/{file}");
+        }
+        ran += 1;
+    }
+    assert!(ran >= 3, "only {ran} GRU cases ran");
+}

@@ -21,10 +21,13 @@
 //!      the layer's initializers and nodes to an [`OnnxGraph`]; without it, exporting a
 //!      model with the layer is an error naming it);
 //!    * its tests: finite differences, shapes, errors, the Keras options it refuses;
-//! 2. one line in the `layer_registry!` table below: variant name, spec type and Keras
-//!    class name (`Gru(gru::Gru) = "GRU",`). The variant's snake_case name is the `"type"`
-//!    tag of the layer in JSON/TOML specs and native files; the Keras class is what the
-//!    Keras import dispatches on.
+//! 2. one line in the `layer_registry!` table below: variant name, module and spec type,
+//!    Keras class name (`Gru(gru::Gru) = "GRU",`). The line also declares the module. The
+//!    variant's snake_case name is the `"type"` tag of the layer in JSON/TOML specs and
+//!    native files; the Keras class is what the Keras import dispatches on.
+//!
+//! A layer whose step needs a fused kernel of its own (as the LSTM's and GRU's gate
+//! passes) puts it in `src/kernels/` — the only place for `unsafe` — declared there.
 //!
 //! The new kind is then reachable as `stacklstm::layers::<name>::<Spec>`; a `pub use` in
 //! `lib.rs` (as for `Lstm`) is an optional shortcut.
@@ -40,12 +43,7 @@
 //! per-layer cache ([`Cache`], made by [`Layer::new_cache`]) owned by the caller, so a
 //! built layer is immutable during a pass and two batch halves can run at once.
 
-pub mod dense;
-pub mod dropout;
-pub mod embedding;
-pub mod gru;
 pub mod keras;
-pub mod lstm;
 pub mod onnx;
 
 use std::any::Any;
@@ -60,23 +58,26 @@ use crate::init::Rng;
 pub use keras::{FromKeras, KerasConfig};
 pub use onnx::{OnnxGraph, OnnxValue};
 
-/// The registry: one line per layer kind. Generates [`LayerSpec`] (the serialisable enum
-/// of specs, tagged by the snake_case variant name), `From<Spec> for LayerSpec`, the
+/// The registry: one line per layer kind. Declares the layer's module (`pub mod gru;`),
+/// generates [`LayerSpec`] (the serialisable enum of specs, tagged by the snake_case
+/// variant name), `From<Spec> for LayerSpec`, the
 /// delegation to [`LayerConfig`], and the Keras import's dispatch from class name to
 /// [`FromKeras::from_keras`]. Apart from the PyTorch mapping (see the module docs), nothing
 /// else in the crate lists the kinds.
 macro_rules! layer_registry {
-    ($($(#[$doc:meta])* $variant:ident($spec:ty) = $class:literal,)*) => {
+    ($($(#[$doc:meta])* $variant:ident($module:ident::$name:ident) = $class:literal,)*) => {
+        $(pub mod $module;)*
+
         /// One layer's specification: any registered layer kind.
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         #[serde(tag = "type", rename_all = "snake_case")]
         #[non_exhaustive]
         pub enum LayerSpec {
-            $($(#[$doc])* $variant($spec),)*
+            $($(#[$doc])* $variant($module::$name),)*
         }
 
-        $(impl From<$spec> for LayerSpec {
-            fn from(s: $spec) -> Self {
+        $(impl From<$module::$name> for LayerSpec {
+            fn from(s: $module::$name) -> Self {
                 LayerSpec::$variant(s)
             }
         })*
@@ -88,14 +89,14 @@ macro_rules! layer_registry {
             /// What the engine supports of each registered Keras class
             /// ([`FromKeras::KERAS_SUPPORT`]), in registry order.
             pub const KERAS_SUPPORT: &'static [&'static str] =
-                &[$(<$spec as FromKeras>::KERAS_SUPPORT),*];
+                &[$(<$module::$name as FromKeras>::KERAS_SUPPORT),*];
 
             /// The spec of a Keras layer of class `class` whose `config` object `cfg`
             /// holds, problems recorded in `cfg`; `None` when no registered kind has that
             /// Keras class.
             pub fn from_keras(class: &str, cfg: &mut KerasConfig<'_>) -> Option<LayerSpec> {
                 match class {
-                    $($class => Some(LayerSpec::$variant(<$spec as FromKeras>::from_keras(cfg))),)*
+                    $($class => Some(LayerSpec::$variant(<$module::$name as FromKeras>::from_keras(cfg))),)*
                     _ => None,
                 }
             }
@@ -590,7 +591,7 @@ mod tests {
             assert_eq!(spec.config().kind(), *class);
             assert!(support.starts_with(class), "{support}");
         }
-        let mut k = KerasConfig::new("GRU", &cfg);
-        assert!(LayerSpec::from_keras("GRU", &mut k).is_none());
+        let mut k = KerasConfig::new("ConvLSTM1D", &cfg);
+        assert!(LayerSpec::from_keras("ConvLSTM1D", &mut k).is_none());
     }
 }
