@@ -10,7 +10,6 @@
 //! d kernel += xᵀ · dz   d bias += Σ_rows dz   dx = dz · kernelᵀ
 //! ```
 
-use std::any::Any;
 
 use serde::{Deserialize, Serialize};
 
@@ -138,21 +137,7 @@ struct DenseCache {
 }
 
 impl LayerConfig for Dense {
-    fn kind(&self) -> &'static str {
-        "Dense"
-    }
-    fn default_prefix(&self) -> &'static str {
-        "dense"
-    }
-    fn explicit_name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-    fn trainable(&self) -> bool {
-        self.trainable
-    }
-    fn set_trainable(&mut self, on: bool) {
-        self.trainable = on;
-    }
+    config_identity!("Dense", "dense", trainable);
     fn output_width(&self, _: usize) -> usize {
         self.units
     }
@@ -375,18 +360,7 @@ impl DenseLayer {
 }
 
 impl Layer for DenseLayer {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn kind(&self) -> &'static str {
-        "Dense"
-    }
-    fn clone_layer(&self) -> Box<dyn Layer> {
-        Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
+    layer_identity!("Dense");
     fn weights(&self) -> Vec<Weight<'_>> {
         let mut w = vec![Weight {
             name: "kernel",

@@ -3,7 +3,6 @@
 //! identity. On a sequence every element of every timestep draws its own mask (Keras'
 //! default `noise_shape`).
 
-use std::any::Any;
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
@@ -93,15 +92,7 @@ struct DropoutCache {
 }
 
 impl LayerConfig for Dropout {
-    fn kind(&self) -> &'static str {
-        "Dropout"
-    }
-    fn default_prefix(&self) -> &'static str {
-        "dropout"
-    }
-    fn explicit_name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
+    config_identity!("Dropout", "dropout");
     fn output_width(&self, input_width: usize) -> usize {
         input_width
     }
@@ -135,18 +126,7 @@ impl FromKeras for Dropout {
 }
 
 impl Layer for DropoutLayer {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn kind(&self) -> &'static str {
-        "Dropout"
-    }
-    fn clone_layer(&self) -> Box<dyn Layer> {
-        Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
+    layer_identity!("Dropout");
     fn weights(&self) -> Vec<Weight<'_>> {
         Vec::new()
     }

@@ -4,7 +4,6 @@
 //! `output_dim`. Input ids arrive as the single feature of a `[batch, timesteps, 1]` input
 //! (exact as f32 up to 2^24, far above [`MAX_VOCAB`]). Backward scatters: `d table[id] += dy`.
 
-use std::any::Any;
 
 use ndarray::ArrayView3;
 use serde::{Deserialize, Serialize};
@@ -111,21 +110,7 @@ struct EmbeddingCache {
 }
 
 impl LayerConfig for Embedding {
-    fn kind(&self) -> &'static str {
-        "Embedding"
-    }
-    fn default_prefix(&self) -> &'static str {
-        "embedding"
-    }
-    fn explicit_name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-    fn trainable(&self) -> bool {
-        self.trainable
-    }
-    fn set_trainable(&mut self, on: bool) {
-        self.trainable = on;
-    }
+    config_identity!("Embedding", "embedding", trainable);
     fn takes_token_ids(&self) -> bool {
         true
     }
@@ -244,18 +229,7 @@ impl EmbeddingLayer {
 }
 
 impl Layer for EmbeddingLayer {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn kind(&self) -> &'static str {
-        "Embedding"
-    }
-    fn clone_layer(&self) -> Box<dyn Layer> {
-        Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
+    layer_identity!("Embedding");
     fn weights(&self) -> Vec<Weight<'_>> {
         vec![Weight {
             name: "embeddings",

@@ -33,7 +33,6 @@
 //! `[B, D]` input masks (when `dropout` is set) and three `[B, H]` masks on the state each
 //! gate's product sees; the mix `z ⊙ h_p` uses the unmasked state.
 
-use std::any::Any;
 use std::ops::Range;
 
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayView3, IxDyn};
@@ -322,21 +321,7 @@ impl FromKeras for Gru {
 }
 
 impl LayerConfig for Gru {
-    fn kind(&self) -> &'static str {
-        "GRU"
-    }
-    fn default_prefix(&self) -> &'static str {
-        "gru"
-    }
-    fn explicit_name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-    fn trainable(&self) -> bool {
-        self.trainable
-    }
-    fn set_trainable(&mut self, on: bool) {
-        self.trainable = on;
-    }
+    config_identity!("GRU", "gru", trainable);
     fn stateful(&self) -> bool {
         self.stateful
     }
@@ -347,17 +332,14 @@ impl LayerConfig for Gru {
         self.units
     }
     fn output_shape(&self, name: &str, input: &StackInput<'_>) -> Result<OutShape> {
-        input.require_sequence(name, "GRU")?;
-        if self.return_state {
-            return Err(Error::config(format!(
-                "layer '{name}' (GRU): return_state is not available inside a Sequential model, which passes one tensor between layers; call the layer directly (GruLayer::call) to get the final state"
-            )));
-        }
+        let out = input.recurrent_output(
+            name,
+            "GRU",
+            "GruLayer",
+            (self.return_state, self.return_sequences, self.units),
+        )?;
         self.validate(name, input.shape.width)?;
-        Ok(OutShape {
-            seq: self.return_sequences,
-            width: self.units,
-        })
+        Ok(out)
     }
     fn weight_shapes(
         &self,
@@ -1144,18 +1126,7 @@ impl GruLayer {
 }
 
 impl Layer for GruLayer {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn kind(&self) -> &'static str {
-        "GRU"
-    }
-    fn clone_layer(&self) -> Box<dyn Layer> {
-        Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
+    layer_identity!("GRU");
     /// Keras order: kernel, recurrent_kernel, bias (if any).
     fn weights(&self) -> Vec<Weight<'_>> {
         let mut w = vec![

@@ -20,7 +20,6 @@
 //! The derivation is in `docs/lstm-backward.md`. No heap allocation happens inside the
 //! time loops: every buffer is sized once per call and reused across calls.
 
-use std::any::Any;
 use std::ops::Range;
 
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayView3, IxDyn};
@@ -241,21 +240,7 @@ pub struct LstmLayer {
 }
 
 impl LayerConfig for Lstm {
-    fn kind(&self) -> &'static str {
-        "LSTM"
-    }
-    fn default_prefix(&self) -> &'static str {
-        "lstm"
-    }
-    fn explicit_name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-    fn trainable(&self) -> bool {
-        self.trainable
-    }
-    fn set_trainable(&mut self, on: bool) {
-        self.trainable = on;
-    }
+    config_identity!("LSTM", "lstm", trainable);
     fn stateful(&self) -> bool {
         self.stateful
     }
@@ -266,17 +251,14 @@ impl LayerConfig for Lstm {
         self.units
     }
     fn output_shape(&self, name: &str, input: &StackInput<'_>) -> Result<OutShape> {
-        input.require_sequence(name, "LSTM")?;
-        if self.return_state {
-            return Err(Error::config(format!(
-                "layer '{name}' (LSTM): return_state is not available inside a Sequential model, which passes one tensor between layers; call the layer directly (LstmLayer::call) to get the final state"
-            )));
-        }
+        let out = input.recurrent_output(
+            name,
+            "LSTM",
+            "LstmLayer",
+            (self.return_state, self.return_sequences, self.units),
+        )?;
         self.validate(name, input.shape.width)?;
-        Ok(OutShape {
-            seq: self.return_sequences,
-            width: self.units,
-        })
+        Ok(out)
     }
     fn weight_shapes(
         &self,
@@ -835,18 +817,7 @@ impl LstmLayer {
 }
 
 impl Layer for LstmLayer {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn kind(&self) -> &'static str {
-        "LSTM"
-    }
-    fn clone_layer(&self) -> Box<dyn Layer> {
-        Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
+    layer_identity!("LSTM");
     /// Keras order: kernel, recurrent_kernel, bias (if any).
     fn weights(&self) -> Vec<Weight<'_>> {
         let mut w = vec![

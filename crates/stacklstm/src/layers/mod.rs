@@ -58,6 +58,51 @@ use crate::init::Rng;
 pub use keras::{FromKeras, KerasConfig};
 pub use onnx::{OnnxGraph, OnnxValue};
 
+/// The [`LayerConfig`] methods every spec writes the same way: its Keras class name, the
+/// prefix of its default names, its `name` field, and (with `trainable`) its `trainable`
+/// field. Used inside `impl LayerConfig for Spec`.
+macro_rules! config_identity {
+    ($kind:literal, $prefix:literal) => {
+        fn kind(&self) -> &'static str {
+            $kind
+        }
+        fn default_prefix(&self) -> &'static str {
+            $prefix
+        }
+        fn explicit_name(&self) -> Option<&str> {
+            self.name.as_deref()
+        }
+    };
+    ($kind:literal, $prefix:literal, trainable) => {
+        config_identity!($kind, $prefix);
+        fn trainable(&self) -> bool {
+            self.trainable
+        }
+        fn set_trainable(&mut self, on: bool) {
+            self.trainable = on;
+        }
+    };
+}
+
+/// The [`Layer`] methods every built layer writes the same way: its `name` field, its
+/// Keras class name, a boxed copy, itself as `Any`. Used inside `impl Layer for Built`.
+macro_rules! layer_identity {
+    ($kind:literal) => {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn kind(&self) -> &'static str {
+            $kind
+        }
+        fn clone_layer(&self) -> Box<dyn $crate::layers::Layer> {
+            Box::new(self.clone())
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    };
+}
+
 /// The registry: one line per layer kind. Declares the layer's module (`pub mod gru;`),
 /// generates [`LayerSpec`] (the serialisable enum of specs, tagged by the snake_case
 /// variant name), `From<Spec> for LayerSpec`, the
@@ -187,6 +232,33 @@ impl StackInput<'_> {
             "layer '{name}' ({kind}) needs a 3-D sequence input [batch, timesteps, features], but layer '{prev}' ({prev_kind}) outputs 2-D [batch, {}]: {fix}",
             self.shape.width
         )))
+    }
+}
+
+impl StackInput<'_> {
+    /// The output shape of a recurrent layer (`kind`, built as `built`) stacked on this
+    /// input: it needs a sequence, cannot return its state inside a `Sequential`, and
+    /// outputs `units` per step (`return_sequences`) or per sample.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the layer and the fix.
+    pub fn recurrent_output(
+        &self,
+        name: &str,
+        kind: &str,
+        built: &str,
+        (return_state, return_sequences, units): (bool, bool, usize),
+    ) -> Result<OutShape> {
+        self.require_sequence(name, kind)?;
+        if return_state {
+            return Err(Error::config(format!(
+                "layer '{name}' ({kind}): return_state is not available inside a Sequential model, which passes one tensor between layers; call the layer directly ({built}::call) to get the final state"
+            )));
+        }
+        Ok(OutShape {
+            seq: return_sequences,
+            width: units,
+        })
     }
 }
 
