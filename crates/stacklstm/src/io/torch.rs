@@ -205,6 +205,15 @@ fn infer_spec(srcs: &[Source<'_>], file: &str) -> Result<Sequential> {
                 let (g, input) = dims2(sub.w_ih, &what, file)?;
                 let what = format!("{}.weight_hh_l{k}", s.module);
                 let (_, units) = dims2(sub.w_hh, &what, file)?;
+                if g == 3 * units {
+                    return Err(Error::UnsupportedFormat {
+                        found: format!(
+                            "{file}: {} has 3 x hidden size {units} gate rows, an nn.GRU",
+                            s.module
+                        ),
+                        supported: "PyTorch nn.LSTM and nn.Linear state_dicts (a GRU model loads from its Keras .keras or .weights.h5 file)".into(),
+                    });
+                }
                 if g != 4 * units {
                     return Err(Error::format(
                         file,
