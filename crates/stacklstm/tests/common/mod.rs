@@ -129,6 +129,18 @@ pub fn not_yet_supported(dir: &Path) -> Result<Vec<String>, String> {
     Ok(missing)
 }
 
+/// Fails on a field of `l` outside `known`: the fixture schema is complete, so an unknown
+/// option is a failure, not something to skip.
+fn reject_unknown(l: &Value, known: &[&str], what: &str) -> Result<(), String> {
+    match l
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !known.contains(&k.as_str())))
+    {
+        Some(k) => Err(format!("{what}: unsupported option '{k}'")),
+        None => Ok(()),
+    }
+}
+
 /// Builds the case's model with its weights; every unknown layer, option or activation is an
 /// error.
 pub fn load_case(dir: &Path) -> Result<Case, String> {
@@ -158,12 +170,7 @@ pub fn load_case(dir: &Path) -> Result<Case, String> {
                     "use_bias",
                     "unit_forget_bias",
                 ];
-                if let Some(k) = l
-                    .as_object()
-                    .and_then(|o| o.keys().find(|k| !known.contains(&k.as_str())))
-                {
-                    return Err(format!("layer {i}: unsupported LSTM option '{k}'"));
-                }
+                reject_unknown(l, &known, &format!("layer {i}: LSTM"))?;
                 seq = seq.add(
                     Lstm::new(units)
                         .return_sequences(l["return_sequences"].as_bool().unwrap_or(false))
@@ -186,12 +193,7 @@ pub fn load_case(dir: &Path) -> Result<Case, String> {
                     "use_bias",
                     "reset_after",
                 ];
-                if let Some(k) = l
-                    .as_object()
-                    .and_then(|o| o.keys().find(|k| !known.contains(&k.as_str())))
-                {
-                    return Err(format!("layer {i}: unsupported GRU option '{k}'"));
-                }
+                reject_unknown(l, &known, &format!("layer {i}: GRU"))?;
                 seq = seq.add(
                     Gru::new(units)
                         .return_sequences(l["return_sequences"].as_bool().unwrap_or(false))
