@@ -82,6 +82,7 @@ pub use layers::dropout::{Dropout, DropoutLayer};
 pub use layers::embedding::{Embedding, EmbeddingLayer};
 pub use layers::gru::{Gru, GruLayer, GruOutput};
 pub use layers::lstm::{Lstm, LstmLayer, LstmOutput};
+pub use layers::masking::{Masking, MaskingLayer};
 pub use layers::{Layer, LayerConfig, LayerSpec, OutShape, State, Weight};
 pub use loss::Loss;
 pub use model::{Model, Sequential, Workspace};

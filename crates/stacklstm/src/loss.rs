@@ -87,7 +87,7 @@ impl Loss {
         dy: &mut Vec<f32>,
     ) -> Result<f64> {
         let rows = y.len() / width.max(1);
-        let sum = self.compute_sum(y, target, width, dy, rows)?;
+        let sum = self.compute_sum(y, target, width, dy, rows, None)?;
         Ok(sum / self.denominator(rows, width))
     }
 
@@ -106,7 +106,59 @@ impl Loss {
     /// `total_rows` rows: returns the sum of the per-element (or per-row) losses of `y`, and
     /// writes their gradient scaled by the whole batch's normaliser, so that the parts of
     /// a batch split over threads give exactly the gradient of the whole.
+    ///
+    /// With `keep` (`[rows]`, a masked output), only the kept rows count: the others add
+    /// nothing to the sum and get a zero gradient, and `total_rows` counts kept rows.
     pub(crate) fn compute_sum(
+        &self,
+        y: &[f32],
+        target: &[f32],
+        width: usize,
+        dy: &mut Vec<f32>,
+        total_rows: usize,
+        keep: Option<&[bool]>,
+    ) -> Result<f64> {
+        let Some(keep) = keep else {
+            return self.sum_rows(y, target, width, dy, total_rows);
+        };
+        let rows = y.len() / width.max(1);
+        let per_row = if self.sparse_targets() { 1 } else { width };
+        if keep.len() != rows || target.len() != rows * per_row {
+            return Err(Error::input(format!(
+                "loss {}: target has {} values and the mask {} rows, the output needs {} and {rows}",
+                self.name(),
+                target.len(),
+                keep.len(),
+                rows * per_row
+            )));
+        }
+        dy.clear();
+        dy.resize(y.len(), 0.0);
+        let mut sum = 0.0;
+        let mut part = Vec::new();
+        // Each run of consecutive kept rows is one ordinary sum.
+        let mut r = 0;
+        while r < rows {
+            if !keep[r] {
+                r += 1;
+                continue;
+            }
+            let end = r + keep[r..].iter().take_while(|&&k| k).count();
+            sum += self.sum_rows(
+                &y[r * width..end * width],
+                &target[r * per_row..end * per_row],
+                width,
+                &mut part,
+                total_rows,
+            )?;
+            dy[r * width..end * width].copy_from_slice(&part);
+            r = end;
+        }
+        Ok(sum)
+    }
+
+    /// [`compute_sum`](Self::compute_sum) over every row.
+    fn sum_rows(
         &self,
         y: &[f32],
         target: &[f32],

@@ -214,10 +214,11 @@ fn every_fixture_case_reads_bit_exactly() {
     eprintln!("checked {} fixture cases", cases.len());
 }
 
-/// The GRU cases of the recurrent-family fixtures: `model.keras`, and `model.weights.h5`
-/// with the `.keras` file as architecture, predict the Keras output (`case.json`).
+/// Every supported case of the recurrent-family fixtures (GRU, Masking,
+/// Embedding(mask_zero)): `model.keras`, and `model.weights.h5` with the `.keras` file as
+/// architecture, predict the Keras output (`case.json`).
 #[test]
-fn gru_keras_files_reproduce_the_keras_output() {
+fn rnn_fixture_keras_files_reproduce_the_keras_output() {
     let mut ran = 0;
     for dir in common::rnn_case_dirs() {
         if !common::not_yet_supported(&dir).unwrap().is_empty() {
@@ -243,7 +244,7 @@ fn gru_keras_files_reproduce_the_keras_output() {
         }
         ran += 1;
     }
-    assert!(ran >= 3, "only {ran} GRU cases ran");
+    assert!(ran >= 6, "only {ran} cases ran");
 }
 
 /// A PyTorch `nn.GRU` state_dict is refused with an error that says what it is and what

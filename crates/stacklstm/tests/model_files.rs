@@ -16,7 +16,8 @@ use serde_json::json;
 use stacklstm::io::native::{self, TrainingState};
 use stacklstm::io::safetensors;
 use stacklstm::{
-    load_model, Activation, Arch, Dense, Error, Gru, Lstm, Model, ModelFormat, Sequential,
+    load_model, Activation, Arch, Dense, Embedding, Error, Gru, Lstm, Model, ModelFormat,
+    Sequential,
 };
 
 use common::*;
@@ -317,6 +318,54 @@ fn gru_native_round_trip_is_bit_identical() {
         );
         assert_eq!(a.shape(), &[4, 5, 2]);
         assert_eq!(bits(&a), bits(&b));
+    }
+}
+
+/// Masked models (a `Masking` layer with a non-zero mask value, an `Embedding` with
+/// `mask_zero`) saved to a native file and loaded back: same spec, the mask still applied.
+#[test]
+fn masked_native_round_trip_keeps_the_mask() {
+    use stacklstm::layers::masking::Masking;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let masking = Sequential::new()
+        .input_shape(6, 2)
+        .add(Masking::new(-1.0))
+        .add(Lstm::new(4).return_sequences(true))
+        .add(Dense::new(1))
+        .seed(3)
+        .build()
+        .expect("build");
+    let embedding = Sequential::new()
+        .input_shape(6, 1)
+        .add(Embedding::new(9, 3).mask_zero(true))
+        .add(Gru::new(4))
+        .add(Dense::new(2))
+        .seed(4)
+        .build()
+        .expect("build");
+    // Row 0 padded at the end (mask value -1, id 0), row 1 not padded.
+    let x = Array3::from_shape_fn((2, 6, 2), |(i, j, k)| {
+        if i == 0 && j >= 3 {
+            -1.0
+        } else {
+            ((i * 7 + j * 3 + k) as f32 * 0.37).sin()
+        }
+    });
+    let ids = Array3::from_shape_fn((2, 6, 1), |(i, j, _)| {
+        if i == 0 && j >= 3 {
+            0.0
+        } else {
+            (1 + (i * 5 + j) % 8) as f32
+        }
+    });
+    for (name, model, x) in [("masking", masking, x), ("embedding", embedding, ids)] {
+        let path = tmp.path().join(format!("{name}.safetensors"));
+        model.save(&path).expect("save");
+        let again = load_model(&path, None).expect("load").model;
+        assert_eq!(again.spec(), model.spec());
+        assert!(again.has_mask(), "{name}: the mask is lost");
+        let (a, b) = (model.predict(&x).unwrap(), again.predict(&x).unwrap());
+        assert_eq!(bits(&a), bits(&b), "{name}");
     }
 }
 

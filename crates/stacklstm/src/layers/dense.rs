@@ -386,7 +386,7 @@ impl Layer for DenseLayer {
     fn new_cache(&self) -> Box<dyn Cache> {
         Box::<DenseCache>::default()
     }
-    fn forward(&self, x: &[f32], _: usize, _: usize, _: Option<&State>, cache: &mut dyn Cache) {
+    fn forward(&self, x: &[f32], _: usize, _: usize, _: Option<&State>, _: Option<&[bool]>, cache: &mut dyn Cache) {
         self.forward_rows(x, &mut cache_mut::<DenseCache>(cache).y);
     }
     fn output<'c>(&self, cache: &'c dyn Cache) -> &'c [f32] {
@@ -518,7 +518,7 @@ mod tests {
     /// Output and gradients (input, kernel, bias) of `L = Σ w ⊙ y` on `n` rows.
     fn run(l: &DenseLayer, x: &[f32], w: &[f32], grads: &mut [Vec<f32>]) -> (f64, Vec<f32>) {
         let mut cache = l.new_cache();
-        l.forward(x, 1, 0, None, &mut *cache);
+        l.forward(x, 1, 0, None, None, &mut *cache);
         let loss = l
             .output(&*cache)
             .iter()
@@ -530,6 +530,7 @@ mod tests {
             x,
             dy: w,
             cache: &mut *cache,
+            mask: None,
             dx: Some(&mut dx),
             grads: Some(grads),
         });
@@ -578,11 +579,12 @@ mod tests {
                 (&mut c0, &x[..split], &w[..2 * l.spec.units]),
                 (&mut c1, &x[split..], &w[2 * l.spec.units..]),
             ] {
-                l.forward(xs, 1, 0, None, &mut **c);
+                l.forward(xs, 1, 0, None, None, &mut **c);
                 l.backward(Backward {
                     x: xs,
                     dy: ws,
                     cache: &mut **c,
+                    mask: None,
                     dx: None,
                     grads: None,
                 });

@@ -136,7 +136,7 @@ impl Layer for DropoutLayer {
     fn new_cache(&self) -> Box<dyn Cache> {
         Box::<DropoutCache>::default()
     }
-    fn forward(&self, x: &[f32], _: usize, _: usize, _: Option<&State>, cache: &mut dyn Cache) {
+    fn forward(&self, x: &[f32], _: usize, _: usize, _: Option<&State>, _: Option<&[bool]>, cache: &mut dyn Cache) {
         let c: &mut DropoutCache = cache_mut(cache);
         c.y.clear();
         if c.mask.is_empty() {

@@ -36,6 +36,10 @@ pub struct Embedding {
     /// Whether training updates the table (Keras `trainable`, default true).
     #[serde(skip_serializing_if = "crate::layers::is_true")]
     pub trainable: bool,
+    /// Whether id 0 is padding (Keras `mask_zero`): steps holding id 0 are masked for the
+    /// layers above (see "Masks" in [`crate::layers`]); the lookup itself is unchanged.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mask_zero: bool,
 }
 
 impl Default for Embedding {
@@ -45,6 +49,7 @@ impl Default for Embedding {
             output_dim: 1,
             name: None,
             trainable: true,
+            mask_zero: false,
         }
     }
 }
@@ -69,6 +74,12 @@ impl Embedding {
     #[must_use]
     pub fn trainable(mut self, on: bool) -> Self {
         self.trainable = on;
+        self
+    }
+    /// Sets `mask_zero`: id 0 marks padding, masked in the layers above.
+    #[must_use]
+    pub fn mask_zero(mut self, on: bool) -> Self {
+        self.mask_zero = on;
         self
     }
 
@@ -114,6 +125,9 @@ impl LayerConfig for Embedding {
     fn takes_token_ids(&self) -> bool {
         true
     }
+    fn makes_mask(&self) -> bool {
+        self.mask_zero
+    }
     fn output_width(&self, _: usize) -> usize {
         self.output_dim
     }
@@ -142,12 +156,10 @@ impl LayerConfig for Embedding {
 
 impl FromKeras for Embedding {
     const KERAS_SUPPORT: &'static str =
-        "Embedding (first layer only; no mask_zero, sparse, regularizers, constraints, lora_rank)";
+        "Embedding (first layer only; mask_zero; no sparse, regularizers, constraints, lora_rank)";
 
     fn from_keras(cfg: &mut KerasConfig<'_>) -> Self {
         cfg.dtype();
-        // Masking would have to flow through every later layer; nothing here consumes it.
-        cfg.forbid_true("mask_zero");
         cfg.forbid_true("sparse");
         cfg.forbid_set(&[
             "embeddings_regularizer",
@@ -158,6 +170,7 @@ impl FromKeras for Embedding {
         Embedding::new(cfg.dim("input_dim"), cfg.dim("output_dim"))
             .name(cfg.name())
             .trainable(cfg.bool("trainable", true))
+            .mask_zero(cfg.bool("mask_zero", false))
     }
 }
 
@@ -246,7 +259,13 @@ impl Layer for EmbeddingLayer {
     fn check_input(&self, x: ArrayView3<'_, f32>) -> Result<()> {
         self.check_ids(x.iter().copied())
     }
-    fn forward(&self, ids: &[f32], _: usize, _: usize, _: Option<&State>, cache: &mut dyn Cache) {
+    /// With `mask_zero`, a step is kept iff its id is not 0.
+    fn compute_mask(&self, x: ArrayView3<'_, f32>, mask: &mut Vec<bool>) {
+        let (b, t, _) = x.dim();
+        mask.clear();
+        mask.extend((0..t * b).map(|k| x[[k % b, k / b, 0]] != 0.0));
+    }
+    fn forward(&self, ids: &[f32], _: usize, _: usize, _: Option<&State>, _: Option<&[bool]>, cache: &mut dyn Cache) {
         self.lookup(ids, &mut cache_mut::<EmbeddingCache>(cache).y);
     }
     fn output<'c>(&self, cache: &'c dyn Cache) -> &'c [f32] {
@@ -287,7 +306,7 @@ mod tests {
         l.embeddings = (0..8).map(|v| v as f32).collect();
         let ids = [2.0, 0.0, 2.0];
         let mut cache = l.new_cache();
-        l.forward(&ids, 3, 1, None, &mut *cache);
+        l.forward(&ids, 3, 1, None, None, &mut *cache);
         assert_eq!(l.output(&*cache), [4.0, 5.0, 0.0, 1.0, 4.0, 5.0]);
         let mut grads = vec![vec![0.0; 8]];
         let mut dx = Vec::new();
@@ -295,6 +314,7 @@ mod tests {
             x: &ids,
             dy: &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
             cache: &mut *cache,
+            mask: None,
             dx: Some(&mut dx),
             grads: Some(&mut grads),
         });
@@ -343,7 +363,17 @@ mod tests {
         );
         assert!(k.problems().is_empty(), "{:?}", k.problems());
         let cfg: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
-            r#"{"name": "emb", "input_dim": 10, "mask_zero": true, "lora_rank": 2}"#,
+            r#"{"name": "emb", "input_dim": 10, "output_dim": 4, "mask_zero": true}"#,
+        )
+        .unwrap();
+        let mut k = KerasConfig::new("Embedding", &cfg);
+        assert_eq!(
+            Embedding::from_keras(&mut k),
+            Embedding::new(10, 4).name("emb").mask_zero(true)
+        );
+        assert!(k.problems().is_empty(), "{:?}", k.problems());
+        let cfg: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+            r#"{"name": "emb", "input_dim": 10, "sparse": true, "lora_rank": 2}"#,
         )
         .unwrap();
         let mut k = KerasConfig::new("Embedding", &cfg);

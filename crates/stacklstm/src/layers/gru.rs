@@ -47,6 +47,7 @@ use crate::kernels::gru::{
 };
 use crate::kernels::matmul::{sgemm, Trans};
 use crate::layers::dropout::draw_mask;
+use crate::layers::step_mask;
 use crate::layers::keras::{FromKeras, KerasConfig, REGULARIZERS};
 use crate::layers::{
     cache_mut, cache_ref, check_size, copy_time_major_rows, to_batch_major, to_time_major,
@@ -410,6 +411,10 @@ pub struct GruCache {
     /// `[3, T, B, H]`: the masked h[t-1] each gate sees, every step (only with recurrent
     /// masks).
     hm: Vec<f32>,
+    /// `[T, B]`: the step mask of the last forward (true keeps the step); empty without.
+    pub(crate) steps: Vec<bool>,
+    /// Backward scratch: the masked rows' `dh` of the current step.
+    held: Vec<f32>,
 }
 
 impl GruCache {
@@ -642,6 +647,7 @@ impl GruLayer {
             hs,
             rec_mask,
             hm,
+            steps,
             ..
         } = cache;
         for step in 0..t {
@@ -771,6 +777,13 @@ impl GruLayer {
                     act,
                 );
             }
+            // Masked rows keep h[t-1] (the output there is the carried h).
+            if let Some(keep) = steps.get(step * b..(step + 1) * b) {
+                if !step_mask::all_kept(keep) {
+                    let (before, after) = hs.split_at_mut((step + 1) * bh);
+                    step_mask::hold(keep, &before[step * bh..], &mut after[..bh], h);
+                }
+            }
         }
     }
 
@@ -817,6 +830,8 @@ impl GruLayer {
             dh_part,
             rec_mask,
             hm,
+            steps,
+            held,
             ..
         } = cache;
         let n = |g: usize| &rec_mask[g * bh..(g + 1) * bh];
@@ -825,6 +840,13 @@ impl GruLayer {
                 for (a, g) in dh.iter_mut().zip(&dy[step * bh..(step + 1) * bh]) {
                     *a += g;
                 }
+            }
+            // A row masked at this step passes dh through to the previous step.
+            let keep = steps
+                .get(step * b..(step + 1) * b)
+                .filter(|k| !step_mask::all_kept(k));
+            if let Some(keep) = keep {
+                step_mask::save(keep, dh, h, held);
             }
             let h_prev = &hs[step * bh..(step + 1) * bh];
             let z = &mut gates[step * b * h3..(step + 1) * b * h3];
@@ -928,6 +950,13 @@ impl GruLayer {
                     act,
                 );
                 through_products(z, GATE_Z * h..(GATE_R + 1) * h, dh);
+            }
+            if let Some(keep) = keep {
+                step_mask::zero(keep, &mut gates[step * b * h3..(step + 1) * b * h3], h3);
+                if self.spec.reset_after {
+                    step_mask::zero(keep, &mut rec[step * b * h3..(step + 1) * b * h3], h3);
+                }
+                step_mask::restore(keep, held, dh, h);
             }
         }
 
@@ -1160,9 +1189,20 @@ impl Layer for GruLayer {
     fn new_cache(&self) -> Box<dyn Cache> {
         Box::<GruCache>::default()
     }
-    fn forward(&self, x: &[f32], t: usize, b: usize, state: Option<&State>, cache: &mut dyn Cache) {
+    fn forward(
+        &self,
+        x: &[f32],
+        t: usize,
+        b: usize,
+        state: Option<&State>,
+        mask: Option<&[bool]>,
+        cache: &mut dyn Cache,
+    ) {
         let h0 = state.map(|s| s.tensors[0].as_slice());
-        self.forward_cached(x, t, b, h0, cache_mut(cache));
+        let c: &mut GruCache = cache_mut(cache);
+        c.steps.clear();
+        c.steps.extend_from_slice(mask.unwrap_or_default());
+        self.forward_cached(x, t, b, h0, c);
     }
     fn output<'c>(&self, cache: &'c dyn Cache) -> &'c [f32] {
         let c: &GruCache = cache_ref(cache);

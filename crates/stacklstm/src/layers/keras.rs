@@ -166,6 +166,20 @@ impl<'a> KerasConfig<'a> {
         }
     }
 
+    /// A finite number, `default` when absent or null.
+    pub fn float(&mut self, key: &str, default: f64) -> f64 {
+        match self.cfg.get(key) {
+            None | Some(Value::Null) => default,
+            Some(v) => match v.as_f64() {
+                Some(r) if r.is_finite() => r,
+                _ => {
+                    self.malformed(format_args!("'{key}' should be a finite number, found {v}"));
+                    default
+                }
+            },
+        }
+    }
+
     /// Records `key` as missing unless it is present.
     pub fn require(&mut self, key: &str) {
         if self.cfg.get(key).is_none() {

@@ -31,6 +31,7 @@ use crate::kernels::activation::Activation;
 use crate::kernels::gates::{self, StepBackward, StepForward, GATE_F};
 use crate::kernels::matmul::{sgemm, Trans};
 use crate::layers::dropout::draw_mask;
+use crate::layers::step_mask;
 use crate::layers::keras::{FromKeras, KerasConfig, REGULARIZERS};
 use crate::layers::onnx::{OnnxAttr, OnnxGraph, OnnxLayout, OnnxValue, HARD_SIGMOID};
 use crate::layers::{
@@ -360,6 +361,10 @@ pub struct LstmCache {
     xm: Vec<f32>,
     /// `[T, B, H]`: the masked h[t-1] of every step (only with a recurrent mask).
     hm: Vec<f32>,
+    /// `[T, B]`: the step mask of the last forward (true keeps the step); empty without.
+    pub(crate) steps: Vec<bool>,
+    /// Backward scratch: the masked rows' `dh` and `dc` of the current step.
+    held: (Vec<f32>, Vec<f32>),
 }
 
 impl LstmCache {
@@ -590,6 +595,15 @@ impl LstmLayer {
                 self.spec.recurrent_activation,
                 self.spec.activation,
             );
+            // Masked rows keep h[t-1] and c[t-1] (the output there is the carried h).
+            if let Some(keep) = cache.steps.get(step * b..(step + 1) * b) {
+                if !step_mask::all_kept(keep) {
+                    let (h_before, h_after) = cache.hs.split_at_mut((step + 1) * bh);
+                    step_mask::hold(keep, &h_before[step * bh..], &mut h_after[..bh], h);
+                    let (c_before, c_after) = cache.cs.split_at_mut((step + 1) * bh);
+                    step_mask::hold(keep, &c_before[step * bh..], &mut c_after[..bh], h);
+                }
+            }
         }
     }
 
@@ -635,6 +649,15 @@ impl LstmLayer {
                     *a += g;
                 }
             }
+            // A row masked at this step passes dh and dc through to the previous step.
+            let keep = cache
+                .steps
+                .get(step * b..(step + 1) * b)
+                .filter(|k| !step_mask::all_kept(k));
+            if let Some(keep) = keep {
+                step_mask::save(keep, &cache.dh, h, &mut cache.held.0);
+                step_mask::save(keep, &cache.dc, h, &mut cache.held.1);
+            }
             // The gates of this step become dZ[t] in place.
             gates::backward_step(
                 StepBackward {
@@ -669,6 +692,12 @@ impl LstmLayer {
                 for (g, m) in cache.dh.iter_mut().zip(&cache.rec_mask) {
                     *g *= m;
                 }
+            }
+            if let Some(keep) = keep {
+                let dz = &mut cache.gates[step * b * h4..(step + 1) * b * h4];
+                step_mask::zero(keep, dz, h4);
+                step_mask::restore(keep, &cache.held.0, &mut cache.dh, h);
+                step_mask::restore(keep, &cache.held.1, &mut cache.dc, h);
             }
         }
         let x: &[f32] = if cache.in_mask.is_empty() {
@@ -851,9 +880,20 @@ impl Layer for LstmLayer {
     fn new_cache(&self) -> Box<dyn Cache> {
         Box::<LstmCache>::default()
     }
-    fn forward(&self, x: &[f32], t: usize, b: usize, state: Option<&State>, cache: &mut dyn Cache) {
+    fn forward(
+        &self,
+        x: &[f32],
+        t: usize,
+        b: usize,
+        state: Option<&State>,
+        mask: Option<&[bool]>,
+        cache: &mut dyn Cache,
+    ) {
         let st = state.map(|s| (s.tensors[0].as_slice(), s.tensors[1].as_slice()));
-        self.forward_cached(x, t, b, st, cache_mut(cache));
+        let c: &mut LstmCache = cache_mut(cache);
+        c.steps.clear();
+        c.steps.extend_from_slice(mask.unwrap_or_default());
+        self.forward_cached(x, t, b, st, c);
     }
     fn output<'c>(&self, cache: &'c dyn Cache) -> &'c [f32] {
         let c: &LstmCache = cache_ref(cache);

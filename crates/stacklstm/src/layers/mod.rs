@@ -37,6 +37,17 @@
 //! refuses any other kind in an architecture with an error, so a new layer is not
 //! importable from a PyTorch `state_dict` until a mapping is written there.
 //!
+//! # Masks
+//! A `Masking` or `Embedding(mask_zero)` first layer makes a step mask from the model
+//! input ([`Layer::compute_mask`]): `[T, B]`, time-major like the buffers, true where a
+//! step is kept. It travels up the stack as in Keras: a layer whose output keeps the time
+//! axis passes it on, one that drops it (a recurrent layer without `return_sequences`)
+//! ends it. Every layer below the end gets it in [`Layer::forward`] and
+//! [`Backward::mask`]. A recurrent layer skips masked steps: the state is carried
+//! unchanged, the output there is the carried `h`, and no gradient flows through the
+//! step. When the model output carries the mask, the loss and the metrics count the kept
+//! positions only. Without a mask the layers get `None` and run exactly as before.
+//!
 //! # Buffers
 //! Between layers, activations are time-major: `[T, B, width]` for sequences, `[B, width]`
 //! otherwise (`T` = timesteps, `B` = batch). What forward keeps for backward lives in a
@@ -45,6 +56,7 @@
 
 pub mod keras;
 pub mod onnx;
+pub(crate) mod step_mask;
 
 use std::any::Any;
 use std::fmt;
@@ -173,6 +185,8 @@ layer_registry! {
     Dropout(dropout::Dropout) = "Dropout",
     /// A GRU layer.
     Gru(gru::Gru) = "GRU",
+    /// A Masking layer (first layer only).
+    Masking(masking::Masking) = "Masking",
 }
 
 /// Output of one layer, per sample: a sequence `[T, width]` or a vector `[width]`.
@@ -290,6 +304,12 @@ pub trait LayerConfig: fmt::Debug + Send + Sync {
     fn takes_token_ids(&self) -> bool {
         false
     }
+    /// Whether the layer makes a per-step mask from the model input (`Masking`,
+    /// `Embedding(mask_zero)`), which makes it a first layer only. See the masking
+    /// section of the module docs.
+    fn makes_mask(&self) -> bool {
+        false
+    }
     /// Checks the options against the input and returns the layer's output shape.
     ///
     /// # Errors
@@ -405,6 +425,8 @@ pub struct Backward<'a> {
     pub dy: &'a [f32],
     /// The cache of that forward; backward may overwrite it (one backward per forward).
     pub cache: &'a mut dyn Cache,
+    /// The step mask the forward was given (see [`Layer::forward`]).
+    pub mask: Option<&'a [bool]>,
     /// Where to write the gradient w.r.t. `x`, when the layer below needs it.
     pub dx: Option<&'a mut Vec<f32>>,
     /// Weight gradients to **accumulate** into, one buffer per weight in
@@ -454,9 +476,23 @@ pub trait Layer: fmt::Debug + Send + Sync + Any {
     fn check_input(&self, _x: ArrayView3<'_, f32>) -> Result<()> {
         Ok(())
     }
+    /// The step mask of a model input `x` `[batch, timesteps, features]`, time-major
+    /// `[T, B]` into `mask` (true keeps the step), for a layer whose spec
+    /// [makes a mask](LayerConfig::makes_mask). Only called on the first layer.
+    fn compute_mask(&self, _x: ArrayView3<'_, f32>, _mask: &mut Vec<bool>) {}
     /// Forward over `x`, starting from `state` for a stateful layer (zero when `None`);
-    /// keeps the output and what backward needs in `cache`.
-    fn forward(&self, x: &[f32], t: usize, b: usize, state: Option<&State>, cache: &mut dyn Cache);
+    /// keeps the output and what backward needs in `cache`. `mask` (`[T, B]` time-major,
+    /// true keeps the step) is given when the input carries a mask, and to the layer that
+    /// makes it; a recurrent layer skips the masked steps (see the module docs).
+    fn forward(
+        &self,
+        x: &[f32],
+        t: usize,
+        b: usize,
+        state: Option<&State>,
+        mask: Option<&[bool]>,
+        cache: &mut dyn Cache,
+    );
     /// The output of the last forward, from the cache.
     fn output<'c>(&self, cache: &'c dyn Cache) -> &'c [f32];
     /// Backward of the last forward: accumulates the weight gradients, writes `dx` when

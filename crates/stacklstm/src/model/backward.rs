@@ -50,6 +50,7 @@ impl Model {
                 x,
                 dy,
                 cache: &mut *rest[0],
+                mask: self.layer_masked(i).then_some(p.mask.as_slice()),
                 dx,
                 grads: g,
             });

@@ -37,6 +37,18 @@ use crate::loss::Loss;
 /// (`rayon::join`, per-part buffers), measured to pay from about 8 MFLOP per forward.
 const MIN_FLOPS: usize = 8_000_000;
 
+/// One batch part's output rows, their targets and (with a masked output) which rows
+/// count: what the metrics read after a pass.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scored<'a> {
+    /// `[rows, width]`, time-major rows.
+    pub y: &'a [f32],
+    /// `[rows, width]`, or `[rows]` class ids.
+    pub target: &'a [f32],
+    /// `[rows]`: true where the row counts; `None`: every row does.
+    pub keep: Option<&'a [bool]>,
+}
+
 /// One pass over a batch.
 #[derive(Debug)]
 pub(crate) struct Pass<'a> {
@@ -88,6 +100,7 @@ impl Model {
         };
         ws.prepare(&self.layers, t, b, n_parts);
         self.prepare_masks(ws, masks);
+        self.prepare_step_mask(ws, x);
         let sliced: Vec<Vec<Option<State>>>;
         let states: [&[Option<State>]; 2] = if n_parts == 1 {
             [&self.states, &[]]
@@ -116,7 +129,15 @@ impl Model {
             zero_grads(&self.layers, g);
         }
         let s = self.output_shape();
-        let total_rows = if s.seq { t * b } else { b };
+        // With a masked output the loss is the mean over the kept positions (0, not NaN,
+        // when there are none: every position then contributes nothing).
+        let total_rows = if self.output_masked() {
+            ws.mask.iter().filter(|&&k| k).count().max(1)
+        } else if s.seq {
+            t * b
+        } else {
+            b
+        };
         let run = |p: &mut PartBuffers, states: &[Option<State>], g: Option<&mut Grads>| {
             to_time_major_into(x.slice(s![p.rows.clone(), .., ..]), &mut p.x);
             self.forward_part(p, states);
@@ -188,6 +209,28 @@ impl Model {
         }
     }
 
+    /// The step mask of the batch `x` (from the first layer, for a model that masks) into
+    /// `ws.mask`, and each part's rows of it.
+    fn prepare_step_mask(&self, ws: &mut Workspace, x: ArrayView3<'_, f32>) {
+        ws.mask.clear();
+        let n_parts = ws.n_parts;
+        if !self.has_mask() {
+            for p in &mut ws.parts[..n_parts] {
+                p.mask.clear();
+            }
+            return;
+        }
+        self.layers[0].compute_mask(x, &mut ws.mask);
+        let (t, b) = (ws.t, ws.b);
+        for p in &mut ws.parts[..n_parts] {
+            p.mask.clear();
+            for step in 0..t {
+                p.mask
+                    .extend_from_slice(&ws.mask[step * b + p.rows.start..step * b + p.rows.end]);
+            }
+        }
+    }
+
     /// After the parts' backward: the deferred weight gradients from every part, then the
     /// second part's gradients added to the first's, in a fixed order.
     fn finish_grads(&self, ws: &mut Workspace, grads: &mut Grads, deferred: Deferred) {
@@ -227,13 +270,17 @@ impl Model {
         }
     }
 
-    /// The output (time-major, `[rows, width]`) and target of the last pass: one pair per
-    /// batch part.
-    pub(crate) fn outputs_and_targets<'a>(&self, ws: &'a Workspace) -> Vec<(&'a [f32], &'a [f32])> {
+    /// The output (time-major, `[rows, width]`), target and, when the output carries the
+    /// step mask, the kept rows of the last pass: one triple per batch part.
+    pub(crate) fn outputs_and_targets<'a>(&self, ws: &'a Workspace) -> Vec<Scored<'a>> {
         let last = self.layers.len() - 1;
         ws.parts()
             .iter()
-            .map(|p| (self.layer_output(p, last), p.target.as_slice()))
+            .map(|p| Scored {
+                y: self.layer_output(p, last),
+                target: p.target.as_slice(),
+                keep: self.output_masked().then_some(p.mask.as_slice()),
+            })
             .collect()
     }
 
@@ -370,7 +417,7 @@ mod tests {
         let rows: usize = m
             .outputs_and_targets(&ws)
             .iter()
-            .map(|(o, _)| o.len() / 4)
+            .map(|o| o.y.len() / 4)
             .sum();
         assert_eq!(rows, b * t);
         // Run to run, the split step is bit-identical.
@@ -415,6 +462,97 @@ mod tests {
             assert!((v1 - v2).abs() <= 1e-12 * v1.abs(), "loss {v1} vs {v2}");
             grads_close(&g2, &g1, 1e-5);
         }
+    }
+
+    /// `[b, t, f]` input whose row `i` is padded (all features 0) outside a random run of
+    /// kept steps: right, left and no padding, holes, and one row with no kept step.
+    fn padded(b: usize, t: usize, f: usize, seed: u64) -> Array3<f32> {
+        let mut x = uniform((b, t, f), seed);
+        let mut rng = Rng::new(seed + 1);
+        for i in 0..b {
+            let (lo, hi) = match i % 5 {
+                0 => (0, t),
+                1 => (0, 1 + (rng.next_u64() as usize % t)),
+                2 => (rng.next_u64() as usize % t, t),
+                3 => (t / 3, t - t / 3),
+                _ => (0, 0),
+            };
+            for s in 0..t {
+                let hole = i % 7 == 6 && s == t / 2;
+                if s < lo || s >= hi || hole {
+                    x.slice_mut(ndarray::s![i, s, ..]).fill(0.0);
+                }
+            }
+        }
+        x
+    }
+
+    #[test]
+    fn split_training_step_equals_one_thread_with_a_step_mask() {
+        use crate::layers::gru::Gru;
+        use crate::layers::masking::Masking;
+        let m = Sequential::new()
+            .input_shape(16, 5)
+            .add(Masking::new(0.0))
+            .add(
+                Lstm::new(32)
+                    .return_sequences(true)
+                    .dropout(0.2)
+                    .recurrent_dropout(0.1),
+            )
+            .add(Gru::new(16).return_sequences(true))
+            .add(Dense::new(3))
+            .seed(4)
+            .build()
+            .unwrap();
+        assert!(m.has_mask() && m.output_masked());
+        let (b, t) = (41, 16);
+        assert!(kernels::threads() < 2 || m.split_batch(b, t));
+        let x = padded(b, t, 5, 7);
+        let mut rng = Rng::new(8);
+        let y = Array2::from_shape_fn((b, t), |_| (rng.next_u64() % 3) as f32).into_dyn();
+        let loss = Loss::SparseCategoricalCrossentropy { from_logits: true };
+        let mut ws = Workspace::default();
+        let (v1, g1) = step(&m, &mut ws, &x, &y, loss, false);
+        let (v2, g2) = step(&m, &mut ws, &x, &y, loss, true);
+        assert!(
+            v1.is_finite() && (v1 - v2).abs() <= 1e-12 * v1.abs(),
+            "loss {v1} vs {v2}"
+        );
+        grads_close(&g2, &g1, 1e-5);
+        // The loss ignores the targets at masked steps.
+        let mut y2 = y.clone();
+        for i in 0..b {
+            for s in 0..t {
+                if x.slice(ndarray::s![i, s, ..]).iter().all(|&v| v == 0.0) {
+                    y2[[i, s]] = (y2[[i, s]] + 1.0) % 3.0;
+                }
+            }
+        }
+        let (v3, g3) = step(&m, &mut ws, &x, &y2, loss, true);
+        assert_eq!(v2.to_bits(), v3.to_bits());
+        assert_eq!(g2, g3);
+    }
+
+    #[test]
+    fn a_batch_without_kept_steps_has_zero_loss_and_gradients_not_nan() {
+        use crate::layers::masking::Masking;
+        let m = Sequential::new()
+            .input_shape(6, 2)
+            .add(Masking::new(-1.0))
+            .add(Lstm::new(4).return_sequences(true))
+            .add(Dense::new(2))
+            .build()
+            .unwrap();
+        let x = Array3::from_elem((3, 6, 2), -1.0f32);
+        let y = uniform((3, 6, 2), 1).into_dyn();
+        let mut ws = Workspace::default();
+        let (v, g) = step(&m, &mut ws, &x, &y, Loss::Mse, false);
+        assert_eq!(v, 0.0);
+        assert!(g.iter().flatten().all(|&v| v == 0.0));
+        // Keras outputs at fully masked rows: the Dense layer on the LSTM's zeros.
+        let out = m.predict(&x).unwrap();
+        assert!(out.iter().all(|v| v.is_finite()));
     }
 
     #[test]

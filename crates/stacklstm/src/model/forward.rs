@@ -26,7 +26,8 @@ impl Model {
                 Some(j) => self.layers[j].output(&*below[j]),
             };
             let state = states.get(i).and_then(Option::as_ref);
-            layer.forward(input, p.t, p.b, state, &mut *rest[0]);
+            let mask = self.layer_masked(i).then_some(p.mask.as_slice());
+            layer.forward(input, p.t, p.b, state, mask, &mut *rest[0]);
         }
     }
 
@@ -42,8 +43,9 @@ impl Model {
     }
 
     /// The un-normalised loss of the part's output against its rows of `target`, as part
-    /// of a batch with `total_rows` output rows (see [`Loss::compute_sum`]); leaves d loss
-    /// / d output (time-major) in `p.dy`.
+    /// of a batch with `total_rows` output rows (the kept ones, when the output carries
+    /// the step mask: masked rows count for nothing; see [`Loss::compute_sum`]); leaves
+    /// d loss / d output (time-major) in `p.dy`.
     pub(crate) fn part_loss_sum(
         &self,
         p: &mut PartBuffers,
@@ -69,7 +71,8 @@ impl Model {
         }
         let last = self.layers.len() - 1;
         let out = self.layers[last].output(&*p.caches[last]);
-        let value = loss.compute_sum(out, &tgt, s.width, &mut p.dy, total_rows);
+        let keep = self.output_masked().then_some(p.mask.as_slice());
+        let value = loss.compute_sum(out, &tgt, s.width, &mut p.dy, total_rows, keep);
         p.target = tgt;
         value
     }

@@ -28,7 +28,7 @@ use crate::layers::{check_finite, Layer, OutShape, State};
 use crate::loss::Loss;
 
 pub(crate) use backward::Deferred;
-pub(crate) use exec::Pass;
+pub(crate) use exec::{Pass, Scored};
 pub use spec::{Sequential, MAX_DIM};
 pub use workspace::Workspace;
 pub(crate) use workspace::{zero_grads, Grads};
@@ -57,6 +57,10 @@ pub struct Model {
     features: usize,
     layers: Vec<Box<dyn Layer>>,
     shapes: Vec<OutShape>,
+    /// Per layer: whether it gets the step mask (it makes it, or its input carries it).
+    masked: Vec<bool>,
+    /// Whether the model output carries the step mask (the loss counts kept steps only).
+    output_masked: bool,
     /// Per layer: the carried state of a stateful layer.
     pub(crate) states: Vec<Option<State>>,
     /// Buffers `predict` reuses from call to call.
@@ -73,12 +77,23 @@ impl Model {
         shapes: Vec<OutShape>,
     ) -> Model {
         let n = layers.len();
+        // The mask starts at a first layer that makes one and travels while the outputs
+        // keep the time axis.
+        let mut carried = false;
+        let mut masked = Vec::with_capacity(n);
+        for (i, (l, s)) in spec.layers.iter().zip(&shapes).enumerate() {
+            let makes = i == 0 && l.config().makes_mask();
+            masked.push(carried || makes);
+            carried = (carried || makes) && s.seq;
+        }
         Model {
             spec,
             timesteps,
             features,
             layers,
             shapes,
+            masked,
+            output_masked: carried,
             states: vec![None; n],
             predict_ws: PredictBuffers::default(),
         }
@@ -108,6 +123,21 @@ impl Model {
     /// Output shape of one sample of every layer, input side first.
     pub fn layer_shapes(&self) -> &[OutShape] {
         &self.shapes
+    }
+    /// Whether the model masks padded steps (its first layer is a `Masking` or an
+    /// `Embedding` with `mask_zero`).
+    pub fn has_mask(&self) -> bool {
+        self.masked.first().copied().unwrap_or(false)
+    }
+    /// Whether the model output carries the step mask, so that the loss and metrics count
+    /// the kept positions only (a masked model whose last recurrent layer returns
+    /// sequences).
+    pub fn output_masked(&self) -> bool {
+        self.output_masked
+    }
+    /// Whether layer `i` gets the step mask.
+    pub(crate) fn layer_masked(&self, i: usize) -> bool {
+        self.masked[i]
     }
     /// Output shape of one sample of the model's last layer.
     pub fn output_shape(&self) -> OutShape {

@@ -40,6 +40,8 @@ pub struct Workspace {
     pub(crate) full: Vec<Box<dyn Cache>>,
     /// Weight gradients of the second part of a split pass (summed into the first's).
     pub(crate) part_grads: Grads,
+    /// `[T, B]`: the step mask of the whole batch (empty for a model without one).
+    pub(crate) mask: Vec<bool>,
     /// Whether the caches hold a forward that no backward has consumed yet (backward
     /// overwrites an LSTM's gates with their gradients).
     pub(crate) fresh: bool,
@@ -64,6 +66,8 @@ pub(crate) struct PartBuffers {
     pub(crate) b: usize,
     /// `[T, b, D]`: the part's input, time-major.
     pub(crate) x: Vec<f32>,
+    /// `[T, b]`: the part's rows of the step mask (empty for a model without one).
+    pub(crate) mask: Vec<bool>,
     /// Per layer: its cache.
     pub(crate) caches: Vec<Box<dyn Cache>>,
     /// The loss target in the output's time-major row order.

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::loss::Loss;
+use crate::model::Scored;
 
 /// A metric reported by `fit` and `evaluate` (Keras names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -91,33 +92,26 @@ pub(crate) struct Accum {
 
 impl Accum {
     /// Adds one batch: its mean loss, sample count, and its parts (one, or one per batch
-    /// half when the batch was split over threads) of output rows `y` `[rows, width]` and
-    /// target `t` (`[rows, width]`, or `[rows]` of class ids).
+    /// half when the batch was split over threads) of output rows `[rows, width]` and
+    /// targets (`[rows, width]`, or `[rows]` of class ids); with a masked output only the
+    /// kept rows are scored (Keras turns the mask into 0/1 sample weights).
     pub(crate) fn add(
         &mut self,
         loss: Loss,
         value: f64,
         samples: usize,
-        parts: &[(&[f32], &[f32])],
+        parts: &[Scored<'_>],
         width: usize,
     ) {
         self.loss_sum += value * samples as f64;
         self.samples += samples;
-        for &(y, t) in parts {
-            self.add_rows(loss, y, t, width);
+        for p in parts {
+            self.add_rows(loss, p, width.max(1));
         }
     }
 
-    /// The metric sums of output rows `y` against target `t`.
-    fn add_rows(&mut self, loss: Loss, y: &[f32], t: &[f32], width: usize) {
-        if !loss.sparse_targets() {
-            for (a, b) in y.iter().zip(t) {
-                let e = f64::from(a - b);
-                self.abs_sum += e.abs();
-                self.sq_sum += e * e;
-            }
-            self.elems += y.len();
-        }
+    /// The metric sums of the (kept) output rows of `p` against their targets.
+    fn add_rows(&mut self, loss: Loss, p: &Scored<'_>, width: usize) {
         let argmax = |r: &[f32]| {
             r.iter()
                 .enumerate()
@@ -127,22 +121,35 @@ impl Accum {
                 )
                 .0
         };
-        for (r, yr) in y.chunks_exact(width.max(1)).enumerate() {
-            let ok = if loss.sparse_targets() {
-                t.get(r).is_some_and(|&c| argmax(yr) as f32 == c)
-            } else if width == 1 {
-                let th = if loss == (Loss::BinaryCrossentropy { from_logits: true }) {
-                    0.0
-                } else {
-                    0.5
-                };
-                (yr[0] > th) == (t.get(r).copied().unwrap_or(0.0) > 0.5)
+        let sparse = loss.sparse_targets();
+        let threshold = if loss == (Loss::BinaryCrossentropy { from_logits: true }) {
+            0.0
+        } else {
+            0.5
+        };
+        for (r, yr) in p.y.chunks_exact(width).enumerate() {
+            if p.keep.is_some_and(|k| !k.get(r).copied().unwrap_or(true)) {
+                continue;
+            }
+            let ok = if sparse {
+                p.target.get(r).is_some_and(|&c| argmax(yr) as f32 == c)
             } else {
-                argmax(yr) == argmax(&t[r * width..(r + 1) * width])
+                let tr = p.target.get(r * width..(r + 1) * width).unwrap_or(&[]);
+                for (a, b) in yr.iter().zip(tr) {
+                    let e = f64::from(a - b);
+                    self.abs_sum += e.abs();
+                    self.sq_sum += e * e;
+                }
+                self.elems += tr.len();
+                if width == 1 {
+                    (yr[0] > threshold) == (tr.first().copied().unwrap_or(0.0) > 0.5)
+                } else {
+                    argmax(yr) == argmax(tr)
+                }
             };
             self.correct += usize::from(ok);
+            self.rows += 1;
         }
-        self.rows += y.len() / width.max(1);
     }
 
     /// Mean loss over the samples seen.
@@ -168,7 +175,14 @@ mod tests {
     #[test]
     fn values_by_hand() {
         let mut a = Accum::default();
-        a.add(Loss::Mse, 2.5, 2, &[(&[1.0, 3.0], &[0.0, 1.0])], 1);
+        let part = |y, target, keep| Scored { y, target, keep };
+        a.add(
+            Loss::Mse,
+            2.5,
+            2,
+            &[part(&[1.0, 3.0], &[0.0, 1.0], None)],
+            1,
+        );
         assert!((a.value(Metric::Mae) - 1.5).abs() < 1e-12);
         assert!((a.value(Metric::Rmse) - 2.5f64.sqrt()).abs() < 1e-12);
         assert!((a.loss() - 2.5).abs() < 1e-12);
@@ -178,10 +192,33 @@ mod tests {
             sce,
             2f64.ln(),
             2,
-            &[(&[0.1, 0.9, 0.8, 0.2], &[1.0, 1.0])],
+            &[part(&[0.1, 0.9, 0.8, 0.2], &[1.0, 1.0], None)],
             2,
         );
         assert!((s.value(Metric::Accuracy) - 0.5).abs() < 1e-12);
+        // A masked row is not scored: only the first (correct) row counts.
+        let mut m = Accum::default();
+        m.add(
+            sce,
+            0.1,
+            2,
+            &[part(
+                &[0.1, 0.9, 0.8, 0.2],
+                &[1.0, 1.0],
+                Some(&[true, false]),
+            )],
+            2,
+        );
+        assert!((m.value(Metric::Accuracy) - 1.0).abs() < 1e-12);
+        let mut e = Accum::default();
+        e.add(
+            Loss::Mse,
+            0.1,
+            2,
+            &[part(&[1.0, 3.0], &[0.0, 1.0], Some(&[false, true]))],
+            1,
+        );
+        assert!((e.value(Metric::Mae) - 2.0).abs() < 1e-12);
         assert!((s.value(Metric::Perplexity) - 2.0).abs() < 1e-9);
         assert!(Metric::Perplexity.check(Loss::Mse).is_err());
         assert!(Metric::Mae.check(sce).is_err());

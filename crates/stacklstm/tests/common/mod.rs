@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array3, ArrayD, IxDyn};
 use serde_json::Value;
-use stacklstm::{Activation, Dense, Gru, Loss, Lstm, Model, Sequential};
+use stacklstm::layers::masking::Masking;
+use stacklstm::{Activation, Dense, Embedding, Gru, Loss, Lstm, Model, Sequential};
 
 /// `$var`, else `shared/<folder>` beside the repository (`../shared/<folder>` from the
 /// repository root) or above it.
@@ -107,9 +108,9 @@ pub fn loss_of(json: &Value) -> Result<Loss, String> {
     }
 }
 
-/// Layers of the fixture format this library does not implement yet: Bidirectional,
-/// Masking and Embedding with `mask_zero`. A parity test lists a case that uses one as not
-/// yet supported (neither passed nor failed); every other unknown layer is an error.
+/// Layers of the fixture format this library does not implement yet: Bidirectional.
+/// A parity test lists a case that uses one as not yet supported (neither passed nor
+/// failed); every other unknown layer is an error.
 pub fn not_yet_supported(dir: &Path) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(dir.join("case.json")).map_err(|e| e.to_string())?;
     let json: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
@@ -117,10 +118,7 @@ pub fn not_yet_supported(dir: &Path) -> Result<Vec<String>, String> {
     let mut missing: Vec<String> = layers
         .iter()
         .filter_map(|l| match l["type"].as_str() {
-            Some(t @ ("bidirectional" | "masking")) => Some(t.to_string()),
-            Some("embedding") if l["mask_zero"].as_bool() == Some(true) => {
-                Some("embedding(mask_zero)".to_string())
-            }
+            Some(t @ "bidirectional") => Some(t.to_string()),
             _ => None,
         })
         .collect();
@@ -147,18 +145,54 @@ pub fn load_case(dir: &Path) -> Result<Case, String> {
     let text = std::fs::read_to_string(dir.join("case.json")).map_err(|e| e.to_string())?;
     let json: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
     let name = json["name"].as_str().unwrap_or("?").to_string();
-    let x = tensor(&json["input"])?
+    let x = tensor(&json["input"])?;
+    // Token ids `[B, T]` are the single feature of a `[B, T, 1]` input.
+    let x = if x.ndim() == 2 {
+        x.insert_axis(ndarray::Axis(2))
+    } else {
+        x
+    };
+    let x = x
         .into_dimensionality::<ndarray::Ix3>()
         .map_err(|e| format!("input: {e}"))?;
     let m = &json["model"];
-    let features = m["input_shape"][1].as_u64().ok_or("input_shape[1]")? as usize;
+    let shape = m["input_shape"].as_array().ok_or("input_shape")?;
+    let features = match shape.len() {
+        1 => 1,
+        _ => shape[1].as_u64().ok_or("input_shape[1]")? as usize,
+    };
     let mut seq = Sequential::new().name(name.clone());
-    seq = match m["input_shape"][0].as_u64() {
+    seq = match shape[0].as_u64() {
         Some(t) => seq.input_shape(t as usize, features),
         None => seq.input_features(features),
     };
     for (i, l) in m["layers"].as_array().ok_or("layers")?.iter().enumerate() {
-        let units = l["units"].as_u64().ok_or(format!("layer {i}: units"))? as usize;
+        let dim = |k: &str| {
+            l[k].as_u64()
+                .map(|v| v as usize)
+                .ok_or(format!("layer {i}: {k}"))
+        };
+        match l["type"].as_str() {
+            Some("masking") => {
+                reject_unknown(l, &["type", "mask_value"], &format!("layer {i}: Masking"))?;
+                let v = l["mask_value"]
+                    .as_f64()
+                    .ok_or(format!("layer {i}: mask_value"))?;
+                seq = seq.add(Masking::new(v as f32));
+                continue;
+            }
+            Some("embedding") => {
+                let known = ["type", "input_dim", "output_dim", "mask_zero"];
+                reject_unknown(l, &known, &format!("layer {i}: Embedding"))?;
+                seq = seq.add(
+                    Embedding::new(dim("input_dim")?, dim("output_dim")?)
+                        .mask_zero(l["mask_zero"].as_bool().unwrap_or(false)),
+                );
+                continue;
+            }
+            _ => {}
+        }
+        let units = dim("units")?;
         match l["type"].as_str() {
             Some("lstm") => {
                 let known = [
@@ -207,6 +241,11 @@ pub fn load_case(dir: &Path) -> Result<Case, String> {
                 );
             }
             Some("dense") => {
+                reject_unknown(
+                    l,
+                    &["type", "units", "activation"],
+                    &format!("layer {i}: Dense"),
+                )?;
                 seq = seq
                     .add(Dense::new(units).activation(activation(&l["activation"], "activation")?));
             }
@@ -232,7 +271,7 @@ pub fn load_case(dir: &Path) -> Result<Case, String> {
 pub fn weights(v: &Value) -> Result<Vec<ArrayD<f32>>, String> {
     let mut out = Vec::new();
     for layer in v.as_array().ok_or("weights is not a list")? {
-        for key in ["kernel", "recurrent_kernel", "bias"] {
+        for key in ["embeddings", "kernel", "recurrent_kernel", "bias"] {
             if !layer[key].is_null() {
                 out.push(tensor(&layer[key])?);
             }
