@@ -245,12 +245,3 @@ fn gru_keras_files_reproduce_the_keras_output() {
     }
     assert!(ran >= 3, "only {ran} GRU cases ran");
 }
-
-/// A PyTorch `nn.GRU` state_dict is refused with an error that says what it is and what
-/// loads instead, not mistaken for a malformed LSTM.
-#[test]
-fn a_pytorch_gru_state_dict_is_named_as_such() {
-    let path = common::rnn_fixtures_dir().join("gru_basic/torch.safetensors");
-    let err = stacklstm::load_model(&path, None).unwrap_err().to_string();
-    assert!(err.contains("nn.GRU") && err.contains(".keras"), "{err}");
-}
