@@ -1136,3 +1136,105 @@ print(json.dumps(out))
     assert_eq!(tensors.len(), n + 1, "weights plus one training tensor");
     assert_eq!(tensors["training/m"][2], 10.0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// masked models: the step mask computed in the graph
+
+/// `[b, t, f]` float32 input with rows `pattern` (`1` kept, `0` padded with `pad`).
+fn padded_input(rows: &[&str], f: usize, pad: f32, seed: u64) -> Tensor {
+    let t = rows[0].len();
+    let mut r = Rng(seed);
+    let mut data = Vec::with_capacity(rows.len() * t * f);
+    for row in rows {
+        for c in row.bytes() {
+            for _ in 0..f {
+                let v = r.uniform() * 2.0 - 1.0;
+                data.push(if c == b'1' { v } else { pad });
+            }
+        }
+    }
+    Tensor {
+        shape: vec![rows.len(), t, f],
+        data,
+    }
+}
+
+/// Masked models, exported and run in onnxruntime on rows padded on the right, on the left,
+/// with holes, not at all and entirely: the same outputs as the library (which the parity
+/// test holds to Keras), masked steps included. The fixtures' masked `.keras` models too.
+#[test]
+fn masked_models_match_onnxruntime_for_every_padding() {
+    use stacklstm::{Gru, Masking};
+    let _ = python();
+    let rows = [
+        "1111111", "1111000", "0001111", "1101101", "0000000", "1000000",
+    ];
+    let models = vec![
+        (
+            "masking_lstm_gru_dense",
+            Sequential::new()
+                .input_shape(7, 3)
+                .add(Masking::new(0.0))
+                .add(Lstm::new(5).return_sequences(true))
+                .add(Gru::new(4))
+                .add(Dense::new(2)),
+            0.0,
+        ),
+        (
+            "masking_sequence_output",
+            Sequential::new()
+                .input_shape(7, 3)
+                .add(Masking::new(-1.0))
+                .add(Gru::new(4).return_sequences(true).reset_after(false))
+                .add(Dense::new(3).activation(Activation::Relu))
+                .add(Lstm::new(3).return_sequences(true).use_bias(false))
+                .add(Dense::new(2)),
+            -1.0,
+        ),
+        (
+            "masking_dense_only",
+            Sequential::new()
+                .input_features(3)
+                .add(Masking::new(0.5))
+                .add(Dense::new(2)),
+            0.5,
+        ),
+    ];
+    let mut worst = 0.0f32;
+    for (name, spec, pad) in models {
+        let mut model = spec.seed(11).build().unwrap();
+        // Non-zero biases, so padded outputs are not trivially zero.
+        let w: Vec<ArrayD<f32>> = model
+            .get_weights()
+            .into_iter()
+            .map(|w| w.mapv(|v| v + 0.1))
+            .collect();
+        model.set_weights(&w).unwrap();
+        let x = padded_input(&rows, 3, pad, 5);
+        let xa = ndarray::Array3::from_shape_vec((rows.len(), 7, 3), x.data.clone()).unwrap();
+        let want = model.predict(&xa).unwrap();
+        let want = Tensor {
+            shape: want.shape().to_vec(),
+            data: want.iter().copied().collect(),
+        };
+        let bytes = export_model(&model).unwrap_or_else(|e| panic!("{name}: export: {e}"));
+        let (outs, _) = run_ort(&tmp_dir(&format!("masked/{name}")), &bytes, &[x]);
+        let d = max_abs_diff(&outs[0], &want);
+        assert!(d <= TOL, "{name}: max |onnxruntime - stacklstm| = {d:e}");
+        worst = worst.max(d);
+    }
+    let mut files = 0;
+    for case in ["masking_lstm_stack", "masking_seq_labeling"] {
+        let dir = rnn_fixtures_dir().join(case);
+        let loaded = stacklstm::load_model(dir.join("model.keras"), None).unwrap();
+        let bytes = export_model(&loaded.model).unwrap_or_else(|e| panic!("{case}: {e}"));
+        let x = read_npy(&dir.join("x.npy"));
+        let y = read_npy(&dir.join("y.npy"));
+        let (outs, _) = run_ort(&tmp_dir(&format!("masked/{case}")), &bytes, &[x]);
+        let d = max_abs_diff(&outs[0], &y);
+        assert!(d <= TOL, "{case}: max |onnxruntime - keras| = {d:e}");
+        worst = worst.max(d);
+        files += 1;
+    }
+    eprintln!("ONNX export of masked models ({files} Keras files): max abs err {worst:.3e}");
+}

@@ -12,6 +12,12 @@
 //!   `MatMul` (+ `Add`) (+ activation) on the last axis, a Dropout nothing (the identity at
 //!   inference); a layer without a hook (Embedding) is an [`Error::UnsupportedFormat`]
 //!   naming it;
+//! * a `Masking` layer computes the step mask in the graph from the input; ONNX's recurrent
+//!   operators only take `sequence_lens` (padding at the end of a row), so each masked
+//!   recurrent layer gathers a row's kept steps to its front, runs with `sequence_lens` =
+//!   their count, and gathers its outputs back to Keras' positions (the carried state at
+//!   masked steps): every padding pattern is exported exactly (see
+//!   [`OnnxStepMask`]);
 //! * onnxruntime only implements the `LSTM` and `GRU` operators' `layout = 0`
 //!   (sequence-major, `[T, batch, in]`), so the graph transposes to sequence-major before the
 //!   first recurrent layer of a run and back to batch-major only where a batch-major tensor
@@ -29,7 +35,7 @@
 mod proto;
 
 use crate::error::{Error, Result};
-use crate::layers::onnx::{OnnxAttr, OnnxGraph, OnnxLayout, OnnxValue};
+use crate::layers::onnx::{OnnxAttr, OnnxGraph, OnnxLayout, OnnxStepMask, OnnxValue};
 use crate::model::Model;
 use proto::{Dim, Msg};
 
@@ -168,6 +174,8 @@ struct GraphBuilder {
     /// Bytes of initializer data so far, and the most allowed.
     init_bytes: usize,
     max_bytes: usize,
+    /// The step mask of the value flowing through the graph.
+    step_mask: Option<OnnxStepMask>,
 }
 
 impl GraphBuilder {
@@ -211,6 +219,19 @@ impl OnnxGraph for GraphBuilder {
                 .push(proto::tensor_i64(&name, &[1], &[axis]));
         }
         name
+    }
+
+    fn add_initializer_i64(&mut self, name: &str, dims: &[usize], values: &[i64]) {
+        self.initializers
+            .push(proto::tensor_i64(name, dims, values));
+    }
+
+    fn step_mask(&self) -> Option<OnnxStepMask> {
+        self.step_mask.clone()
+    }
+
+    fn set_step_mask(&mut self, mask: Option<OnnxStepMask>) {
+        self.step_mask = mask;
     }
 
     fn add_node(

@@ -53,6 +53,31 @@ pub enum OnnxAttr {
     Strs(Vec<String>),
 }
 
+/// The step mask of a masked model in the graph (see "Masks" in [`crate::layers`]), made by
+/// the export of the layer that makes the mask and read by the recurrent layers above it.
+///
+/// ONNX's recurrent operators know one kind of padding: `sequence_lens`, a count of leading
+/// steps per row. A Keras mask may also pad on the left or leave holes, so a masked recurrent
+/// layer is exported exactly for every pattern by moving each row's kept steps to its front
+/// (`order`), running the operator with `sequence_lens` = the number of kept steps (`lens`),
+/// and putting each output back where Keras has it (`last_kept`, `seen`, `keep`). All
+/// tensors are sequence-major, as the operators read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnnxStepMask {
+    /// int64 `[T, batch, 1]`: per row, the indices of its kept steps in order, then those of
+    /// its masked steps (gathering along time with it moves the kept steps to the front).
+    pub order: String,
+    /// int32 `[batch]`: kept steps per row (the operators' `sequence_lens`).
+    pub lens: String,
+    /// int64 `[T, batch, 1]`: per step, the position among the row's kept steps of the last
+    /// kept step at or before it (0 before the first).
+    pub last_kept: String,
+    /// float `[T, batch, 1]`: 1 from the row's first kept step on, 0 before it.
+    pub seen: String,
+    /// float `[T, batch, 1]`: 1 at kept steps, 0 at masked ones.
+    pub keep: String,
+}
+
 /// The ONNX graph being built, as a layer's export hook sees it.
 ///
 /// Names of nodes and initializers must be unique in the graph: a layer puts its own under
@@ -74,6 +99,15 @@ pub trait OnnxGraph {
     /// The name of the one-element int64 initializer `[axis]` (the `axes` input of
     /// `Squeeze` and similar operators), added on first use and then shared.
     fn axes(&mut self, axis: i64) -> String;
+
+    /// Adds an int64 initializer `name` of shape `dims` (`&[]`: a scalar).
+    fn add_initializer_i64(&mut self, name: &str, dims: &[usize], values: &[i64]);
+
+    /// The step mask the value flowing through the graph carries, if any.
+    fn step_mask(&self) -> Option<OnnxStepMask>;
+
+    /// Sets (or, with `None`, ends) the step mask of the value flowing through the graph.
+    fn set_step_mask(&mut self, mask: Option<OnnxStepMask>);
 
     /// Adds a node running `op` (an `ai.onnx` operator). An empty output name skips that
     /// output.
@@ -243,8 +277,20 @@ pub(crate) fn export_recurrent(
 
     let p = g.layer_prefix(layer.base);
     let x = g.to_layout(x, OnnxLayout::SeqMajor, &format!("{p}/to_seq_major"))?;
-    let mut inputs = vec![x.name];
+    let mask = g.step_mask();
+    // Under a mask each row's kept steps go first; `sequence_lens` counts them.
+    let x_name = match &mask {
+        Some(m) => gather_steps(g, &format!("{p}/kept_first"), &x.name, &m.order),
+        None => x.name,
+    };
+    let mut inputs = vec![x_name];
     inputs.extend(weights(g, &p)?);
+    if let Some(m) = &mask {
+        if inputs.len() == 3 {
+            inputs.push(String::new()); // no `B`
+        }
+        inputs.push(m.lens.clone());
+    }
 
     let h = layer.units;
     let mut attrs: Vec<(&'static str, OnnxAttr)> = vec![
@@ -288,11 +334,65 @@ pub(crate) fn export_recurrent(
         vec![out.clone()],
         vec![],
     );
+    let out = match &mask {
+        // Keras' output at step t: the output of the last kept step at or before t (zeros
+        // before the first), i.e. the carried state.
+        Some(m) if layer.return_sequences => {
+            let back = gather_steps(g, &format!("{p}/in_place"), &out, &m.last_kept);
+            let node = format!("{p}/held");
+            let held = format!("{node}:0");
+            g.add_node(
+                node,
+                "Mul",
+                vec![back, m.seen.clone()],
+                vec![held.clone()],
+                vec![],
+            );
+            held
+        }
+        // The mask ends at a layer that drops the time axis; `Y_h` is already the state after
+        // the row's last kept step (zero for a row without one).
+        Some(_) => {
+            g.set_step_mask(None);
+            out
+        }
+        None => out,
+    };
     Ok(OnnxValue {
         name: out,
         layout,
         width: h,
     })
+}
+
+/// `GatherElements` along time (axis 0) of the sequence-major `x` `[T, batch, w]` with the
+/// `[T, batch, 1]` step indices `index`, broadcast over the last axis; returns the output.
+pub(crate) fn gather_steps(g: &mut dyn OnnxGraph, node: &str, x: &str, index: &str) -> String {
+    let shape = format!("{node}/shape:0");
+    g.add_node(
+        format!("{node}/shape"),
+        "Shape",
+        vec![x.to_string()],
+        vec![shape.clone()],
+        vec![],
+    );
+    let wide = format!("{node}/expand:0");
+    g.add_node(
+        format!("{node}/expand"),
+        "Expand",
+        vec![index.to_string(), shape],
+        vec![wide.clone()],
+        vec![],
+    );
+    let out = format!("{node}:0");
+    g.add_node(
+        node.to_string(),
+        "GatherElements",
+        vec![x.to_string(), wide],
+        vec![out.clone()],
+        vec![("axis", OnnxAttr::Int(0))],
+    );
+    out
 }
 
 #[cfg(test)]
