@@ -32,7 +32,10 @@ use crate::kernels::gates::{self, StepBackward, StepForward, GATE_F};
 use crate::kernels::matmul::{sgemm, Trans};
 use crate::layers::dropout::draw_mask;
 use crate::layers::keras::{FromKeras, KerasConfig, REGULARIZERS};
-use crate::layers::onnx::{OnnxAttr, OnnxGraph, OnnxLayout, OnnxValue, HARD_SIGMOID};
+use crate::layers::onnx::{
+    recurrent_activation, recurrent_activation_attrs, reorder_transpose, OnnxAttr, OnnxGraph,
+    OnnxLayout, OnnxValue, RecurrentDirection,
+};
 use crate::layers::{
     cache_mut, cache_ref, check_size, copy_time_major_rows, to_batch_major, to_time_major,
     Backward, Cache, Layer, LayerConfig, OutShape, StackInput, State, Weight,
@@ -938,10 +941,8 @@ impl Layer for LstmLayer {
     /// One ONNX `LSTM` operator (opset 14 definition). onnxruntime only implements
     /// `layout = 0` (sequence-major `[T, batch, D]`), so the input is transposed to
     /// sequence-major when it is not already (a run of LSTMs stays sequence-major). The
-    /// Keras gate blocks i, f, c, o are reordered to ONNX's i, o, f, c, the kernels
-    /// transposed to `W [1, 4H, D]` / `R [1, 4H, H]`, and the Keras bias goes into `Wb`
-    /// with zeros in `Rb`. A stateful LSTM is refused: the exported graph starts every
-    /// sequence from zero state.
+    /// weights are those of `LstmLayer::onnx_direction`. A stateful LSTM
+    /// is refused: the exported graph starts every sequence from zero state.
     fn export_onnx(&self, g: &mut dyn OnnxGraph, x: OnnxValue) -> Result<OnnxValue> {
         let spec = &self.spec;
         if spec.stateful {
@@ -959,9 +960,7 @@ impl Layer for LstmLayer {
             )));
         }
         debug_assert_eq!(x.width, self.input_width, "{what}: input width");
-        let (f_name, f_par) =
-            onnx_activation(&what, "recurrent_activation", spec.recurrent_activation)?;
-        let (g_name, g_par) = onnx_activation(&what, "activation", spec.activation)?;
+        let dir = self.onnx_direction(&what)?;
         let (d, h) = (self.input_width, spec.units);
         let h4 = 4 * h;
 
@@ -969,49 +968,21 @@ impl Layer for LstmLayer {
         let x = g.to_layout(x, OnnxLayout::SeqMajor, &format!("{p}/to_seq_major"))?;
         let w_name = format!("{p}/W");
         let r_name = format!("{p}/R");
-        let w = reorder_transpose(&self.kernel, d, h, &KERAS_BLOCK_FOR_ONNX);
-        g.add_initializer(&w_name, &[1, h4, d], &w)?;
-        let r = reorder_transpose(&self.recurrent_kernel, h, h, &KERAS_BLOCK_FOR_ONNX);
-        g.add_initializer(&r_name, &[1, h4, h], &r)?;
+        g.add_initializer(&w_name, &[1, h4, d], &dir.w)?;
+        g.add_initializer(&r_name, &[1, h4, h], &dir.r)?;
         let mut inputs = vec![x.name, w_name, r_name];
-        if spec.use_bias {
-            // `B` is `[Wb, Rb]`: the Keras bias, then zeros.
-            let mut bb = vec![0.0f32; 2 * h4];
-            for (og, &kg) in KERAS_BLOCK_FOR_ONNX.iter().enumerate() {
-                bb[og * h..(og + 1) * h].copy_from_slice(&self.bias[kg * h..(kg + 1) * h]);
-            }
+        if let Some(bb) = &dir.b {
             let b_name = format!("{p}/B");
-            g.add_initializer(&b_name, &[1, 2 * h4], &bb)?;
+            g.add_initializer(&b_name, &[1, 2 * h4], bb)?;
             inputs.push(b_name);
         }
 
         let mut attrs: Vec<(&'static str, OnnxAttr)> = vec![
             ("hidden_size", OnnxAttr::Int(h as i64)),
             ("direction", OnnxAttr::Str("forward".into())),
-            (
-                "activations",
-                OnnxAttr::Strs(vec![f_name.into(), g_name.into(), g_name.into()]),
-            ),
         ];
-        // onnxruntime hands activation_alpha/beta out in order to the activations that take
-        // parameters; the ONNX text can also be read as one entry per activation. Since g and
-        // h are the same function, the lists below mean the same under both readings.
-        let params: Option<Vec<(f32, f32)>> = match (f_par, g_par) {
-            (Some(f), Some(g)) => Some(vec![f, g, g]),
-            (None, Some(g)) => Some(vec![g, g, g]),
-            (Some(f), None) => Some(vec![f]),
-            (None, None) => None,
-        };
-        if let Some(p) = params {
-            attrs.push((
-                "activation_alpha",
-                OnnxAttr::Floats(p.iter().map(|x| x.0).collect()),
-            ));
-            attrs.push((
-                "activation_beta",
-                OnnxAttr::Floats(p.iter().map(|x| x.1).collect()),
-            ));
-        }
+        attrs.extend(recurrent_activation_attrs(&dir.activations));
+        attrs.extend(dir.attrs);
 
         let node = format!("{p}/LSTM");
         let (outputs, squeeze_axis, layout) = if spec.return_sequences {
@@ -1024,7 +995,7 @@ impl Layer for LstmLayer {
             )
         };
         let produced = outputs.last().cloned().unwrap_or_default();
-        g.add_node(node, "LSTM", inputs, outputs, attrs);
+        g.add_node(node, dir.op, inputs, outputs, attrs);
 
         // Y [T, 1, B, H] -> [T, B, H]; Y_h [1, B, H] -> [B, H].
         let axes = g.axes(squeeze_axis);
@@ -1048,42 +1019,37 @@ impl Layer for LstmLayer {
 /// ONNX block `k` (gates i, o, f, c) is Keras block `KERAS_BLOCK_FOR_ONNX[k]` (i, f, c, o).
 const KERAS_BLOCK_FOR_ONNX: [usize; 4] = [0, 3, 1, 2];
 
-/// Transposes a Keras `[rows, 4h]` matrix into ONNX's `[4h, rows]` with the gate blocks
-/// reordered: output block `og` is Keras block `order[og]`.
-fn reorder_transpose(m: &[f32], rows: usize, h: usize, order: &[usize; 4]) -> Vec<f32> {
-    let cols = 4 * h;
-    let mut out = vec![0.0f32; cols * rows];
-    for (og, &kg) in order.iter().enumerate() {
-        for u in 0..h {
-            let dst_row = og * h + u;
-            let src_col = kg * h + u;
-            for j in 0..rows {
-                out[dst_row * rows + j] = m[j * cols + src_col];
+impl LstmLayer {
+    /// The layer as one direction of an ONNX `LSTM` operator: the Keras gate blocks i, f,
+    /// c, o reordered to ONNX's i, o, f, c, the kernels transposed to `W [4H, D]` /
+    /// `R [4H, H]`, the Keras bias in `Wb` with zeros in `Rb`; activations f = σ,
+    /// g = h = φ. `what` names the layer in errors.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedFormat`] for an activation ONNX's `LSTM` does not run.
+    pub(crate) fn onnx_direction(&self, what: &str) -> Result<RecurrentDirection> {
+        let spec = &self.spec;
+        let f = recurrent_activation(what, "recurrent_activation", spec.recurrent_activation)?;
+        let g = recurrent_activation(what, "activation", spec.activation)?;
+        let (d, h) = (self.input_width, spec.units);
+        let h4 = 4 * h;
+        let b = spec.use_bias.then(|| {
+            // `B` is `[Wb, Rb]`: the Keras bias, then zeros.
+            let mut bb = vec![0.0f32; 2 * h4];
+            for (og, &kg) in KERAS_BLOCK_FOR_ONNX.iter().enumerate() {
+                bb[og * h..(og + 1) * h].copy_from_slice(&self.bias[kg * h..(kg + 1) * h]);
             }
-        }
+            bb
+        });
+        Ok(RecurrentDirection {
+            op: "LSTM",
+            attrs: Vec::new(),
+            w: reorder_transpose(&self.kernel, d, h, &KERAS_BLOCK_FOR_ONNX),
+            r: reorder_transpose(&self.recurrent_kernel, h, h, &KERAS_BLOCK_FOR_ONNX),
+            b,
+            activations: vec![f, g, g],
+        })
     }
-    out
-}
-
-/// The ONNX `LSTM` activation name of `a` and its (alpha, beta), if it takes any.
-fn onnx_activation(
-    what: &str,
-    field: &str,
-    a: Activation,
-) -> Result<(&'static str, Option<(f32, f32)>)> {
-    Ok(match a {
-        Activation::Tanh => ("Tanh", None),
-        Activation::Sigmoid => ("Sigmoid", None),
-        Activation::Relu => ("Relu", None),
-        Activation::Linear => ("Affine", Some((1.0, 0.0))),
-        Activation::HardSigmoid => ("HardSigmoid", Some(HARD_SIGMOID)),
-        Activation::Softmax => {
-            return Err(Error::UnsupportedFormat {
-                found: format!("{field} 'softmax' in {what} for ONNX export"),
-                supported: "tanh, sigmoid, relu, linear, hard_sigmoid".into(),
-            })
-        }
-    })
 }
 
 #[cfg(test)]
