@@ -48,6 +48,9 @@ use crate::kernels::gru::{
 use crate::kernels::matmul::{sgemm, Trans};
 use crate::layers::dropout::draw_mask;
 use crate::layers::keras::{FromKeras, KerasConfig, REGULARIZERS};
+use crate::layers::onnx::{
+    recurrent_activation, reorder_transpose, OnnxAttr, RecurrentDirection,
+};
 use crate::layers::{
     cache_mut, cache_ref, check_size, copy_time_major_rows, to_batch_major, to_time_major,
     Backward, Cache, Layer, LayerConfig, OutShape, StackInput, State, Weight,
@@ -1241,6 +1244,46 @@ impl Layer for GruLayer {
     fn final_state<'c>(&self, cache: &'c dyn Cache) -> Vec<&'c [f32]> {
         let c: &GruCache = cache_ref(cache);
         vec![c.h_last(self.spec.units)]
+    }
+}
+
+/// ONNX's `GRU` gate order z, r, h is Keras': the blocks stay where they are.
+const KERAS_BLOCK_FOR_ONNX: [usize; 3] = [GATE_Z, GATE_R, GATE_H];
+
+impl GruLayer {
+    /// The layer as one direction of an ONNX `GRU` operator: the kernels transposed to
+    /// `W [3H, D]` / `R [3H, H]` (ONNX's gate order z, r, h is Keras'); `B` holds the
+    /// input bias row in `Wb` and the recurrent row in `Rb` with `reset_after` (the
+    /// operator's `linear_before_reset = 1`), else the bias in `Wb` and zeros in `Rb`
+    /// (`linear_before_reset = 0` adds `Rb_h` outside the reset, where zero changes
+    /// nothing); activations f = σ, g = φ. `what` names the layer in errors.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedFormat`] for an activation ONNX's `GRU` does not run.
+    pub(crate) fn onnx_direction(&self, what: &str) -> Result<RecurrentDirection> {
+        let spec = &self.spec;
+        let f = recurrent_activation(what, "recurrent_activation", spec.recurrent_activation)?;
+        let g = recurrent_activation(what, "activation", spec.activation)?;
+        let (d, h) = (self.input_width, spec.units);
+        let b = spec.use_bias.then(|| {
+            let mut bb = vec![0.0f32; 6 * h];
+            bb[..3 * h].copy_from_slice(self.bias_x());
+            if spec.reset_after {
+                bb[3 * h..].copy_from_slice(self.bias_h());
+            }
+            bb
+        });
+        Ok(RecurrentDirection {
+            op: "GRU",
+            attrs: vec![(
+                "linear_before_reset",
+                OnnxAttr::Int(i64::from(spec.reset_after)),
+            )],
+            w: reorder_transpose(&self.kernel, d, h, &KERAS_BLOCK_FOR_ONNX),
+            r: reorder_transpose(&self.recurrent_kernel, h, h, &KERAS_BLOCK_FOR_ONNX),
+            b,
+            activations: vec![f, g],
+        })
     }
 }
 

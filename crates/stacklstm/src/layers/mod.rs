@@ -173,6 +173,8 @@ layer_registry! {
     Dropout(dropout::Dropout) = "Dropout",
     /// A GRU layer.
     Gru(gru::Gru) = "GRU",
+    /// A Bidirectional wrapper around an LSTM or GRU layer.
+    Bidirectional(bidirectional::Bidirectional) = "Bidirectional",
 }
 
 /// Output of one layer, per sample: a sequence `[T, width]` or a vector `[width]`.
