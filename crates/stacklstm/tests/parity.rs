@@ -7,8 +7,8 @@
 //! Every failing case is reported, not only the first. The `train` (Adam) and `train_sgd`
 //! blocks are replayed too: ten `train_on_batch` calls on the same batch, each loss within
 //! 1e-4 relative and the final weights within 1e-4 absolute. A case using a layer the
-//! library does not implement yet (Bidirectional, Masking, Embedding with `mask_zero`) is
-//! listed as not yet supported; any other unknown layer or option fails the case.
+//! library does not implement yet (Masking, Embedding with `mask_zero`) is listed as not
+//! yet supported; any other unknown layer or option fails the case.
 
 mod common;
 
