@@ -44,6 +44,16 @@ const TABLE: &str = r#"{
       "dense": {"units": 3, "per_timestep": false, "activation": "softmax"},
       "loss": "softmax_cross_entropy",
       "measure": {"train": {"batch": 4, "warmup_steps": 1, "steps": 1, "unit": "samples/s"}}
+    },
+    "masked": {
+      "input": {"kind": "dense", "timesteps": 6, "features": 2, "lengths": {"min": 3, "max": 6}},
+      "lstm": [{"units": 3, "return_sequences": false}],
+      "dense": {"units": 4, "per_timestep": false, "activation": "softmax"},
+      "loss": "softmax_cross_entropy",
+      "measure": {
+        "train": {"batch": 4, "warmup_steps": 1, "steps": 1, "unit": "samples/s"},
+        "infer_throughput": {"batch": 4, "warmup_calls": 1, "calls": 1, "unit": "samples/s"}
+      }
     }
   },
   "repeats": 1
@@ -132,16 +142,31 @@ fn gru_stacks_run_and_count_three_gate_blocks() {
 #[test]
 fn a_workload_the_library_cannot_build_fails_alone_and_says_what_is_missing() {
     let dir = tempfile::tempdir().unwrap();
-    let out = bench(dir.path(), &["--workloads", "bi,tiny", "--json"]);
+    let out = bench(dir.path(), &["--workloads", "bi,masked", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("bi: FAILED this workload needs the Bidirectional layer and masking"),
+        err.contains(
+            "bi: FAILED this workload needs the Bidirectional layer, which stacklstm does not have yet"
+        ),
         "{err}"
     );
-    // The other workload still ran, and the failure is in the records file.
+    // The other workload, rows of lengths 3..6 (masked), still ran; the failure is in the
+    // records file.
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["records"].as_array().unwrap().len(), 4, "{v}");
+    let recs = v["records"].as_array().unwrap();
+    let runs: Vec<(&str, &str)> = recs
+        .iter()
+        .map(|r| {
+            (
+                r["workload"].as_str().unwrap(),
+                r["metric"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(runs, [("masked", "train"), ("masked", "infer_throughput")]);
+    // The LSTM over the mean length 4.5: 2 * 4 * 3 * (2 + 3) * 4.5, then 2 * 3 * 4.
+    assert_eq!(recs[0]["forward_flops_per_sample"], 564.0);
     assert_eq!(v["errors"][0]["workload"], "bi");
 }
 
@@ -152,7 +177,7 @@ fn unknown_workload_and_missing_table_are_errors() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("no workload named 'nope'") && err.contains("tiny, chars, gru, bi"),
+        err.contains("no workload named 'nope'") && err.contains("tiny, chars, gru, bi, masked"),
         "{err}"
     );
     let out = Command::new(env!("CARGO_BIN_EXE_stacklstm"))

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use ndarray::{s, Array3, ArrayD, IxDyn};
 use serde::Deserialize;
 use stacklstm::init::Rng;
-use stacklstm::{Dense, Embedding, Gru, Loss, Lstm, Model, Sequential};
+use stacklstm::{Dense, Embedding, Gru, Loss, Lstm, Masking, Model, Sequential};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -334,31 +334,16 @@ impl Workload {
         })
     }
 
-    /// Builds the model (seed 0, Keras default initialisers).
+    /// Builds the model (seed 0, Keras default initialisers). An input with `lengths`
+    /// starts with `Masking(0)`: its padded steps are all zero, a valid step of N(0, 1)
+    /// values never is.
     ///
     /// # Errors
-    /// A bidirectional layer or per-row lengths: stacklstm has neither the Bidirectional
-    /// layer nor masking yet.
+    /// A bidirectional layer: stacklstm has no Bidirectional layer yet.
     pub fn build(&self) -> Result<Model> {
         self.validate()?;
-        let missing: Vec<&str> = [
-            self.lstm
-                .iter()
-                .any(|l| l.bidirectional.is_some())
-                .then_some("the Bidirectional layer"),
-            self.input
-                .lengths
-                .is_some()
-                .then_some("masking (input.lengths)"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        if !missing.is_empty() {
-            bail!(
-                "this workload needs {}, which stacklstm does not have yet",
-                missing.join(" and ")
-            );
+        if self.lstm.iter().any(|l| l.bidirectional.is_some()) {
+            bail!("this workload needs the Bidirectional layer, which stacklstm does not have yet");
         }
         let t = self.input.timesteps;
         let mut s = if self.input.kind == "tokens" {
@@ -370,6 +355,9 @@ impl Workload {
         } else {
             Sequential::new().input_shape(t, self.input_width()?)
         };
+        if self.input.lengths.is_some() {
+            s = s.add(Masking::new(0.0));
+        }
         for l in &self.lstm {
             s = match l.cell {
                 Cell::Lstm => s.add(Lstm::new(l.units).return_sequences(l.return_sequences)),
@@ -497,6 +485,7 @@ pub fn select(spec: &Spec, wanted: &str) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::Axis;
 
     fn workload(json: &str) -> Workload {
         serde_json::from_str(json).unwrap()
@@ -544,13 +533,50 @@ mod tests {
     }
 
     #[test]
-    fn bidirectional_and_lengths_are_refused_by_name_until_the_library_has_them() {
+    fn bidirectional_is_refused_by_name_until_the_library_has_it() {
         let spec = rnn_table();
         let err = spec.get("bilstm-cls").unwrap().build().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "this workload needs the Bidirectional layer and masking (input.lengths), which stacklstm does not have yet"
+            "this workload needs the Bidirectional layer, which stacklstm does not have yet"
         );
+    }
+
+    #[test]
+    fn rows_with_lengths_are_masked_so_padding_does_not_change_the_output() {
+        let w = |timesteps: usize| {
+            workload(&format!(
+                r#"{{"input": {{"kind": "dense", "timesteps": {timesteps}, "features": 3,
+                              "lengths": {{"min": 2, "max": {timesteps}}}}},
+                    "lstm": [{{"units": 4, "return_sequences": true, "cell": "gru"}},
+                             {{"units": 5, "return_sequences": false}}],
+                    "dense": {{"units": 2, "per_timestep": false, "activation": "linear"}},
+                    "loss": "mse", {MEASURE}}}"#
+            ))
+        };
+        let padded = w(9);
+        let model = padded.build().unwrap();
+        assert_eq!(model.layers()[0].kind(), "Masking");
+        let (x, _) = padded.batch(5, 1).unwrap();
+        let lengths = padded.lengths(5, 1).unwrap();
+        let y = model.predict(&x).unwrap();
+        // The same weights (seed 0; their shapes do not depend on T) on each row's valid
+        // steps alone.
+        for (i, &n) in lengths.iter().enumerate() {
+            let row = x.slice(s![i..=i, ..n, ..]).to_owned();
+            let alone = w(n).build().unwrap().predict(&row).unwrap();
+            for (k, (a, b)) in y
+                .index_axis(Axis(0), i)
+                .iter()
+                .zip(alone.iter())
+                .enumerate()
+            {
+                assert!(
+                    (a - b).abs() < 1e-5,
+                    "row {i} (length {n}), output {k}: {a} vs {b}"
+                );
+            }
+        }
     }
 
     #[test]
