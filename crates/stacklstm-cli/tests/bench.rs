@@ -45,6 +45,13 @@ const TABLE: &str = r#"{
       "loss": "softmax_cross_entropy",
       "measure": {"train": {"batch": 4, "warmup_steps": 1, "steps": 1, "unit": "samples/s"}}
     },
+    "relu": {
+      "input": {"kind": "dense", "timesteps": 4, "features": 2},
+      "lstm": [{"units": 3, "return_sequences": false}],
+      "dense": {"units": 3, "per_timestep": false, "activation": "relu"},
+      "loss": "mse",
+      "measure": {"train": {"batch": 4, "warmup_steps": 1, "steps": 1, "unit": "samples/s"}}
+    },
     "masked": {
       "input": {"kind": "dense", "timesteps": 6, "features": 2, "lengths": {"min": 3, "max": 6}},
       "lstm": [{"units": 3, "return_sequences": false}],
@@ -142,13 +149,11 @@ fn gru_stacks_run_and_count_three_gate_blocks() {
 #[test]
 fn a_workload_the_library_cannot_build_fails_alone_and_says_what_is_missing() {
     let dir = tempfile::tempdir().unwrap();
-    let out = bench(dir.path(), &["--workloads", "bi,masked", "--json"]);
+    let out = bench(dir.path(), &["--workloads", "relu,masked", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(
-            "bi: FAILED this workload needs the Bidirectional layer, which stacklstm does not have yet"
-        ),
+        err.contains("relu: FAILED dense activation 'relu' is not supported"),
         "{err}"
     );
     // The other workload, rows of lengths 3..6 (masked), still ran; the failure is in the
@@ -167,7 +172,23 @@ fn a_workload_the_library_cannot_build_fails_alone_and_says_what_is_missing() {
     assert_eq!(runs, [("masked", "train"), ("masked", "infer_throughput")]);
     // The LSTM over the mean length 4.5: 2 * 4 * 3 * (2 + 3) * 4.5, then 2 * 3 * 4.
     assert_eq!(recs[0]["forward_flops_per_sample"], 564.0);
-    assert_eq!(v["errors"][0]["workload"], "bi");
+    assert_eq!(v["errors"][0]["workload"], "relu");
+}
+
+#[test]
+fn a_bidirectional_workload_on_masked_rows_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bench(dir.path(), &["--workloads", "bi", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let recs = v["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["workload"], "bi");
+    assert!(recs[0]["median"].as_f64().unwrap() > 0.0);
 }
 
 #[test]
@@ -177,7 +198,8 @@ fn unknown_workload_and_missing_table_are_errors() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("no workload named 'nope'") && err.contains("tiny, chars, gru, bi, masked"),
+        err.contains("no workload named 'nope'")
+            && err.contains("tiny, chars, gru, bi, relu, masked"),
         "{err}"
     );
     let out = Command::new(env!("CARGO_BIN_EXE_stacklstm"))

@@ -14,7 +14,10 @@ use anyhow::{bail, Context, Result};
 use ndarray::{s, Array3, ArrayD, IxDyn};
 use serde::Deserialize;
 use stacklstm::init::Rng;
-use stacklstm::{Dense, Embedding, Gru, Loss, Lstm, Masking, Model, Sequential};
+use stacklstm::{
+    Bidirectional, Dense, Embedding, Gru, LayerSpec, Loss, Lstm, Masking, MergeMode, Model,
+    Sequential,
+};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -339,12 +342,9 @@ impl Workload {
     /// values never is.
     ///
     /// # Errors
-    /// A bidirectional layer: stacklstm has no Bidirectional layer yet.
+    /// A table this harness cannot run (see `validate`), a dense head that does not fit.
     pub fn build(&self) -> Result<Model> {
         self.validate()?;
-        if self.lstm.iter().any(|l| l.bidirectional.is_some()) {
-            bail!("this workload needs the Bidirectional layer, which stacklstm does not have yet");
-        }
         let t = self.input.timesteps;
         let mut s = if self.input.kind == "tokens" {
             // Token ids `[B, T, 1]` looked up in an Embedding(vocab, embedding_dim).
@@ -359,9 +359,18 @@ impl Workload {
             s = s.add(Masking::new(0.0));
         }
         for l in &self.lstm {
-            s = match l.cell {
-                Cell::Lstm => s.add(Lstm::new(l.units).return_sequences(l.return_sequences)),
-                Cell::Gru => s.add(Gru::new(l.units).return_sequences(l.return_sequences)),
+            let cell: LayerSpec = match l.cell {
+                Cell::Lstm => Lstm::new(l.units)
+                    .return_sequences(l.return_sequences)
+                    .into(),
+                Cell::Gru => Gru::new(l.units)
+                    .return_sequences(l.return_sequences)
+                    .into(),
+            };
+            s = match l.bidirectional {
+                // `concat`, the only merge the table names (what PyTorch returns).
+                Some(_) => s.add(Bidirectional::new(cell).merge_mode(MergeMode::Concat)),
+                None => s.add(cell),
             };
         }
         if let Some(d) = &self.dense {
@@ -533,12 +542,18 @@ mod tests {
     }
 
     #[test]
-    fn bidirectional_is_refused_by_name_until_the_library_has_it() {
+    fn the_bidirectional_classifier_has_keras_parameter_counts() {
         let spec = rnn_table();
-        let err = spec.get("bilstm-cls").unwrap().build().unwrap_err();
+        let m = spec.get("bilstm-cls").unwrap().build().unwrap();
+        let kinds: Vec<&str> = m.layers().iter().map(|l| l.kind()).collect();
         assert_eq!(
-            err.to_string(),
-            "this workload needs the Bidirectional layer, which stacklstm does not have yet"
+            kinds,
+            ["Masking", "Bidirectional", "Bidirectional", "Dense"]
+        );
+        // Bidirectional(LSTM(128)) on 16 features, on 256, then Dense(10) on 256.
+        assert_eq!(
+            m.param_count(),
+            2 * 4 * 128 * (16 + 128 + 1) + 2 * 4 * 128 * (256 + 128 + 1) + 257 * 10
         );
     }
 
