@@ -304,6 +304,94 @@ fn summary_row(summary: &str, name: &str) -> Vec<String> {
 }
 
 #[test]
+fn bidirectional_series_models_count_like_keras_and_text_models_refuse_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write(d, "s.csv", sine_csv(200));
+    let train = |extra: &[&str], out: &str| {
+        let mut args = vec![
+            "train",
+            "series",
+            "--data",
+            "s.csv",
+            "--target",
+            "temp",
+            "--date-column",
+            "date",
+            "--window",
+            "8",
+            "--layers",
+            "6,5",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--out",
+        ];
+        args.push(out);
+        args.extend_from_slice(extra);
+        run_in(d, &args)
+    };
+    // Bare --bidirectional merges by concat; Keras' counts: 2 x 4·6·(2 + 6 + 1), then
+    // 2 x 4·5·(12 + 5 + 1) on the 12-wide concat, then the Dense on 10.
+    let out = train(&["--bidirectional"], "b.safetensors");
+    let report = ok(&out);
+    let summary = String::from_utf8_lossy(&out.stderr);
+    for (name, shape, params) in [
+        ("bidirectional", "(None, 8, 12)", "432"),
+        ("bidirectional_1", "(None, 10)", "720"),
+        ("dense", "(None, 1)", "11"),
+    ] {
+        let kind = if name == "dense" {
+            "Dense"
+        } else {
+            "Bidirectional"
+        };
+        assert_eq!(
+            summary_row(&summary, name),
+            [&format!("{name} ({kind})"), shape, params]
+        );
+    }
+    assert!(
+        report.contains("  stacked Bidirectional(LSTM) "),
+        "{report}"
+    );
+    assert_eq!(
+        saved_kinds(&d.join("b.safetensors")),
+        ["Bidirectional", "Bidirectional", "Dense"]
+    );
+    // A merge by sum around GRUs: 2 x (3·6·(2 + 6) + 2·18), then on the 6-wide sum.
+    let out = train(
+        &["--bidirectional", "sum", "--cell", "gru"],
+        "g.safetensors",
+    );
+    ok(&out);
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        summary_row(&summary, "bidirectional"),
+        ["bidirectional (Bidirectional)", "(None, 8, 6)", "360"]
+    );
+    // A language model would read the tokens it predicts.
+    write(d, "t.txt", "abc abd cab ".repeat(50));
+    let out = run_in(
+        d,
+        &[
+            "train",
+            "text",
+            "--data",
+            "t.txt",
+            "--bidirectional",
+            "--out",
+            "t.safetensors",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--bidirectional: a language model"), "{err}");
+    assert!(!d.join("t.safetensors").exists());
+}
+
+#[test]
 fn cell_gru_trains_series_and_text_models_of_grus_that_predict() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
@@ -703,6 +791,7 @@ fn train_help_lists_the_modes_and_each_mode_its_choices() {
     let optimizers = "adam, adamw, sgd, rmsprop, adagrad";
     let series: &[(&str, &str)] = &[
         ("--cell", "lstm, gru"),
+        ("--bidirectional", "concat, sum, mul, ave"),
         ("--optimizer", optimizers),
         ("--loss", "mse, mae, huber"),
         ("--fill", "error, ffill, interpolate, drop"),
@@ -710,6 +799,7 @@ fn train_help_lists_the_modes_and_each_mode_its_choices() {
     ];
     let text: &[(&str, &str)] = &[
         ("--cell", "lstm, gru"),
+        ("--bidirectional", "concat, sum, mul, ave"),
         ("--optimizer", optimizers),
         ("--level", "char, word"),
     ];

@@ -1,15 +1,23 @@
 //! Human-readable result tables.
 
 use serde_json::Value;
-use stacklstm::Model;
+use stacklstm::{LayerSpec, Model};
 
 /// What a model's forecast row is called: `stacked` and the kinds of its recurrent layers
-/// (those that carry state), e.g. `stacked LSTM`, `stacked GRU`, `stacked LSTM/GRU`.
+/// (those that carry state), e.g. `stacked LSTM`, `stacked GRU`, `stacked LSTM/GRU`,
+/// `stacked Bidirectional(GRU)`.
 pub fn network(model: &Model) -> String {
-    let mut kinds: Vec<&str> = Vec::new();
-    for l in model.layers() {
-        if !l.state_widths().is_empty() && !kinds.contains(&l.kind()) {
-            kinds.push(l.kind());
+    let mut kinds: Vec<String> = Vec::new();
+    for (l, spec) in model.layers().iter().zip(&model.spec().layers) {
+        if l.state_widths().is_empty() {
+            continue;
+        }
+        let kind = match spec {
+            LayerSpec::Bidirectional(b) => format!("Bidirectional({})", b.layer.config().kind()),
+            _ => l.kind().to_string(),
+        };
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
         }
     }
     if kinds.is_empty() {

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use stacklstm::optim::OptimizerConfig;
 use stacklstm::{
-    Activation, Adagrad, Adam, AdamW, Arch, Dense, Embedding, Gru, LayerSpec, Lstm, RmsProp,
-    Sequential, Sgd,
+    Activation, Adagrad, Adam, AdamW, Arch, Bidirectional, Dense, Embedding, Gru, LayerSpec, Lstm,
+    MergeMode, RmsProp, Sequential, Sgd,
 };
 
 /// Options shared by `train series` and `train text` (flattened into each).
@@ -25,6 +25,16 @@ pub struct CommonArgs {
     /// Cell of every recurrent layer: LSTM or GRU (Keras' GRU, reset_after).
     #[arg(long, value_enum, default_value_t = CellName::Lstm, help_heading = "Model")]
     pub cell: CellName,
+    /// Wrap every recurrent layer in a Bidirectional layer that merges its forward and backward runs with MERGE (Keras' merge_mode) [default: off; MERGE defaults to concat]. Series only: a language model cannot read the tokens it predicts.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MERGE",
+        num_args = 0..=1,
+        default_missing_value = "concat",
+        help_heading = "Model"
+    )]
+    pub bidirectional: Option<MergeName>,
     /// Hidden Dense layers (relu) between the recurrent layers and the output, comma-separated [default: none].
     #[arg(long, value_delimiter = ',', help_heading = "Model")]
     pub dense: Vec<usize>,
@@ -134,6 +144,30 @@ impl CellName {
     }
 }
 
+/// The merge modes `--bidirectional` names (Keras' `merge_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MergeName {
+    // Forward and backward outputs side by side (2 x units wide).
+    Concat,
+    // Their sum.
+    Sum,
+    // Their product.
+    Mul,
+    // Their mean.
+    Ave,
+}
+
+impl MergeName {
+    fn mode(self) -> MergeMode {
+        match self {
+            MergeName::Concat => MergeMode::Concat,
+            MergeName::Sum => MergeMode::Sum,
+            MergeName::Mul => MergeMode::Mul,
+            MergeName::Ave => MergeMode::Ave,
+        }
+    }
+}
+
 /// The optimizers `--optimizer` names, with Keras' defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OptimizerName {
@@ -222,15 +256,26 @@ impl CommonArgs {
             spec = spec.add(Embedding::new(outputs, embedding));
         }
         let text = stack != Stack::Series;
+        if text && self.bidirectional.is_some() {
+            bail!(
+                "--bidirectional: a language model predicts each next token, and the backward \
+                 half of a bidirectional layer would read the tokens it predicts; drop \
+                 --bidirectional (it is for series and classification)"
+            );
+        }
         let n = self.layers.len();
         for (i, &u) in self.layers.iter().enumerate() {
-            spec = spec.add(self.cell.layer(
+            let layer = self.cell.layer(
                 u,
                 text || i + 1 < n,
                 text,
                 self.dropout,
                 self.recurrent_dropout,
-            ));
+            );
+            spec = match self.bidirectional {
+                Some(m) => spec.add(Bidirectional::new(layer).merge_mode(m.mode())),
+                None => spec.add(layer),
+            };
         }
         for &d in &self.dense {
             spec = spec.add(Dense::new(d).activation(Activation::Relu));
