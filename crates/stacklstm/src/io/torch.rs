@@ -593,6 +593,8 @@ fn infer_spec(srcs: &[Source<'_>], file: &str) -> Result<Sequential> {
         ));
     }
     let mut seen_rnn = 0;
+    // The hidden size of the previous layer when it is an inferred Bidirectional one.
+    let mut bi_units: Option<usize> = None;
     for s in srcs {
         let (input, out, layer): (usize, usize, LayerSpec) = match &s.kind {
             SourceKind::Rnn(r) => {
@@ -619,10 +621,17 @@ fn infer_spec(srcs: &[Source<'_>], file: &str) -> Result<Sequential> {
         };
         if let Some(w) = width {
             if w != input {
+                // A head as wide as one direction follows a sum/mul/ave merge.
+                let merge = match bi_units {
+                    Some(u) if u == input => format!(
+                        " (the inferred Bidirectional merges with concat, {w} wide; a sum, mul or ave merge would give {u})"
+                    ),
+                    _ => String::new(),
+                };
                 return Err(Error::format(
                     file,
                     format!(
-                        "cannot infer the layer order: '{}' takes width {input} but the layer before it outputs {w}; {hint}",
+                        "cannot infer the layer order: '{}' takes width {input} but the layer before it outputs {w}{merge}; {hint}",
                         s.module
                     ),
                 ));
@@ -640,6 +649,10 @@ fn infer_spec(srcs: &[Source<'_>], file: &str) -> Result<Sequential> {
             spec = spec.input_features(input);
         }
         width = Some(out);
+        bi_units = match &s.kind {
+            SourceKind::BiRnn { forward, .. } => Some(forward.units),
+            _ => None,
+        };
         spec = spec.add(layer);
     }
     Ok(spec)
@@ -1378,6 +1391,24 @@ mod tests {
         assert_eq!(w[2].values, &[22.0, 24.0, 26.0, 28.0]);
         assert_eq!(w[3].values, &[17.0, 18.0, 19.0, 20.0]);
         assert_eq!(w[5].values, &[54.0, 56.0, 58.0, 60.0]);
+    }
+
+    #[test]
+    fn a_head_as_wide_as_one_direction_asks_for_the_merge_mode() {
+        // nn.GRU(2, 3, bidirectional=True) into nn.Linear(3, 1): Keras' sum/mul/ave.
+        let mut v: Vec<(&str, &[usize])> = BIGRU2[..8].to_vec();
+        v.extend([("head.weight", &[1usize, 3][..]), ("head.bias", &[1][..])]);
+        let msg = err(&state_dict(&v), None);
+        assert!(
+            msg.contains("'head' takes width 3 but the layer before it outputs 6")
+                && msg.contains("a sum, mul or ave merge would give 3")
+                && msg.contains("--arch"),
+            "{msg}"
+        );
+        let arch = r#"{"input_shape": [null, 2], "layers": [
+            {"type": "bidirectional", "merge_mode": "ave", "layer": {"type": "gru", "units": 3}},
+            {"type": "dense", "units": 1}]}"#;
+        assert!(load(&state_dict(&v), Some(arch)).is_ok());
     }
 
     #[test]
