@@ -786,7 +786,7 @@ fn train_help_lists_the_modes_and_each_mode_its_choices() {
         .take_while(|l| !l.trim().is_empty())
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(modes, ["series", "text", "help"], "{help}");
+    assert_eq!(modes, ["series", "text", "arrays", "help"], "{help}");
 
     let optimizers = "adam, adamw, sgd, rmsprop, adagrad";
     let series: &[(&str, &str)] = &[

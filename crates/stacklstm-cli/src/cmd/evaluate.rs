@@ -101,7 +101,7 @@ pub fn run(a: &Args) -> Result<()> {
                 "accuracy": e.metrics.get("accuracy"),
             })
         }
-        _ => bail!("unsupported preprocessing"),
+        _ => bail!("{}: {}", a.model.display(), super::prep::ARRAYS_MODEL),
     };
     if a.json {
         super::print(&serde_json::to_string_pretty(&results)?)

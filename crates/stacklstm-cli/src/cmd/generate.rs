@@ -33,7 +33,10 @@ pub struct Args {
 pub fn run(a: &Args) -> Result<()> {
     let (mut model, prep) = super::prep::load(&a.model)?;
     let Preprocessing::Text { vocab, .. } = &prep else {
-        bail!("{}: a time-series model; use `forecast`", a.model.display());
+        if let Preprocessing::Series { .. } = &prep {
+            bail!("{}: a time-series model; use `forecast`", a.model.display());
+        }
+        bail!("{}: {}", a.model.display(), super::prep::ARRAYS_MODEL);
     };
     if a.length > 10_000_000 {
         bail!("--length must be at most 10000000");

@@ -35,9 +35,7 @@ pub fn read_series(
         ..
     } = prep
     else {
-        bail!(
-            "this is a language model: `evaluate` it on a text file, or sample it with `generate`"
-        );
+        bail!("{}", not_a_series(prep));
     };
     let opts = CsvOptions {
         target: targets.clone(),
@@ -57,3 +55,18 @@ pub fn read_series(
     }
     Ok(s)
 }
+
+/// What to do with a model that is not a time-series model, for the commands that need one.
+pub fn not_a_series(prep: &Preprocessing) -> String {
+    match prep {
+        Preprocessing::Text { .. } => {
+            "this is a language model: `evaluate` it on a text file, or sample it with `generate`"
+                .to_string()
+        }
+        _ => ARRAYS_MODEL.to_string(),
+    }
+}
+
+/// What to do with a model trained on arrays.
+pub const ARRAYS_MODEL: &str =
+    "this model was trained on arrays (`train arrays`): run it with `predict --input X.npy`";

@@ -33,6 +33,9 @@ pub enum Preprocessing {
         /// Date column of the training CSV, if any (ignored as a feature).
         date_column: Option<String>,
     },
+    /// A model trained on arrays given as they are (`[samples, timesteps, features]`,
+    /// padded steps holding the `Masking` layer's value): nothing to apply.
+    Arrays {},
     /// A character- or word-level language model.
     Text {
         /// The vocabulary.

@@ -1,10 +1,12 @@
 //! `stacklstm train MODE ...`: trains a stacked LSTM or GRU (`--cell`) and saves it, with its
 //! preprocessing, in the native format. The mode says what the data is: `series` (a CSV time
-//! series) or `text` (a language model). Each mode is one file that reads its data and
+//! series), `text` (a language model) or `arrays` (samples as .npy arrays, variable-length
+//! ones padded and masked). Each mode is one file that reads its data and
 //! describes its model; the options they share are in `options`, and `session` runs the
 //! training for all of them (resume, checkpoints, Ctrl-C, the saved model and the report). A
 //! new mode is one more variant of [`Mode`] and its file.
 
+mod arrays;
 mod options;
 mod series;
 mod session;
@@ -32,6 +34,8 @@ pub enum Mode {
     Series(Box<series::Args>),
     /// A character- or word-level language model on a UTF-8 text.
     Text(Box<text::Args>),
+    /// Samples given as .npy arrays (Keras' fit(x, y)); padded variable-length sequences are masked.
+    Arrays(Box<arrays::Args>),
 }
 
 impl Mode {
@@ -40,6 +44,7 @@ impl Mode {
         match self {
             Mode::Series(a) => &a.common,
             Mode::Text(a) => &a.common,
+            Mode::Arrays(a) => &a.common,
         }
     }
 }
@@ -50,6 +55,7 @@ pub fn run(a: &Args) -> Result<()> {
     match &a.mode {
         Mode::Series(a) => series::run(a),
         Mode::Text(a) => text::run(a),
+        Mode::Arrays(a) => arrays::run(a),
     }
 }
 

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use stacklstm::optim::OptimizerConfig;
 use stacklstm::{
     Activation, Adagrad, Adam, AdamW, Arch, Bidirectional, Dense, Embedding, Gru, LayerSpec, Lstm,
-    MergeMode, RmsProp, Sequential, Sgd,
+    Masking, MergeMode, RmsProp, Sequential, Sgd,
 };
 
 /// Options shared by `train series` and `train text` (flattened into each).
@@ -179,7 +179,7 @@ pub enum OptimizerName {
 }
 
 /// Which kind of model the recurrent stack feeds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Stack {
     /// Windows in, one prediction per window out: the last recurrent layer returns its last
     /// step.
@@ -189,6 +189,13 @@ pub enum Stack {
     Text {
         /// Embedding width.
         embedding: usize,
+    },
+    /// Arrays in, as given: a `Masking(value)` first when padded steps hold `mask_value`;
+    /// every recurrent layer returns sequences when the targets are per timestep
+    /// (`sequence_output`), else the last returns its last (kept) step.
+    Arrays {
+        mask_value: Option<f32>,
+        sequence_output: bool,
     },
 }
 
@@ -255,7 +262,19 @@ impl CommonArgs {
         if let Stack::Text { embedding } = stack {
             spec = spec.add(Embedding::new(outputs, embedding));
         }
-        let text = stack != Stack::Series;
+        let (text, sequence_output) = match stack {
+            Stack::Series => (false, false),
+            Stack::Text { .. } => (true, true),
+            Stack::Arrays {
+                mask_value,
+                sequence_output,
+            } => {
+                if let Some(v) = mask_value {
+                    spec = spec.add(Masking::new(v));
+                }
+                (false, sequence_output)
+            }
+        };
         if text && self.bidirectional.is_some() {
             bail!(
                 "--bidirectional: a language model predicts each next token, and the backward \
@@ -267,7 +286,7 @@ impl CommonArgs {
         for (i, &u) in self.layers.iter().enumerate() {
             let layer = self.cell.layer(
                 u,
-                text || i + 1 < n,
+                sequence_output || i + 1 < n,
                 text,
                 self.dropout,
                 self.recurrent_dropout,
