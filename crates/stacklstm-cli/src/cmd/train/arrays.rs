@@ -24,9 +24,9 @@ pub struct Args {
     /// Inputs: a .npy array [samples, timesteps, features].
     #[arg(long)]
     pub x: PathBuf,
-    /// Targets: a .npy array [samples] or [samples, outputs] (one per sample), or
-    /// [samples, timesteps, outputs] ([samples, timesteps] of class ids with --loss
-    /// sparse-ce) for a target per timestep.
+    /// Targets: a .npy array of shape (samples) or (samples, outputs), one per sample, or
+    /// (samples, timesteps, outputs) for a target per timestep; class ids with --loss
+    /// sparse-ce: (samples) or (samples, timesteps).
     #[arg(long)]
     pub y: PathBuf,
     /// The value every feature of a padded step holds: such steps are masked (Keras'
