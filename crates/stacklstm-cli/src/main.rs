@@ -2,7 +2,8 @@
 //! this file only parses the command line and dispatches.
 //!
 //! Exit codes: 0 on success, 1 on an error (one line on stderr), 2 on a usage error, 130 when
-//! Ctrl-C stopped training (after saving a checkpoint; one line on stderr says where).
+//! Ctrl-C stopped training and 143 when SIGTERM did (after saving a checkpoint; one line on
+//! stderr says where).
 
 mod bench;
 mod cmd;
@@ -23,7 +24,7 @@ fn main() {
         }
         if let Some(i) = e.downcast_ref::<cmd::Interrupted>() {
             eprintln!("{i}");
-            std::process::exit(cmd::EXIT_INTERRUPTED);
+            std::process::exit(i.code);
         }
         eprintln!("error: {}", cmd::one_line(&e));
         std::process::exit(1);

@@ -1,4 +1,4 @@
-//! Signals: Ctrl-C during `train series` or `train text` saves the training state and exits 130, and resuming from
+//! Signals: Ctrl-C (or SIGTERM) during `train series` or `train text` saves the training state and exits 130 (143), and resuming from
 //! it ends where an uninterrupted run ends; SIGKILL in the middle of saving a model never
 //! leaves a broken file under the target name.
 #![cfg(unix)]
@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use common::{bin, listing, ok, run_in, write, Noise};
 use stacklstm::{Dense, Lstm, Sequential};
 
-fn sigint(child: &Child) {
+fn signal(child: &Child, sig: &str) {
     let st = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([sig, &child.id().to_string()])
         .status()
         .expect("run kill");
     assert!(st.success());
@@ -26,6 +26,11 @@ fn sigint(child: &Child) {
 /// starting with `marker` (training is under way and the handler installed), sends SIGINT,
 /// and returns the exit code and all of stderr.
 fn interrupt_after(dir: &Path, args: &[&str], marker: &str) -> (Option<i32>, String) {
+    signal_after(dir, args, marker, "-INT")
+}
+
+/// [`interrupt_after`] with the signal `sig` (`-INT`, `-TERM`).
+fn signal_after(dir: &Path, args: &[&str], marker: &str, sig: &str) -> (Option<i32>, String) {
     let mut child = bin()
         .current_dir(dir)
         .args(args)
@@ -40,7 +45,7 @@ fn interrupt_after(dir: &Path, args: &[&str], marker: &str) -> (Option<i32>, Str
         let line = line.unwrap();
         writeln!(err, "{line}").unwrap();
         if !sent && line.starts_with(marker) {
-            sigint(&child);
+            signal(&child, sig);
             sent = true;
         }
     }
@@ -117,6 +122,67 @@ fn ctrl_c_saves_the_training_state_and_resuming_ends_like_a_straight_run() {
         std::fs::read(d.join("m.safetensors")).unwrap()
             == std::fs::read(d.join("straight.safetensors")).unwrap(),
         "interrupted + resumed differs from a straight run (stopped at {state})"
+    );
+}
+
+/// A batch scheduler's SIGTERM: like the first Ctrl-C (the checkpoint is written at the next
+/// batch boundary) but exits with 143; the checkpoint resumes to the straight run's model.
+#[test]
+fn sigterm_saves_the_checkpoint_and_exits_143() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write(d, "s.csv", series_csv(1500));
+    let args = |out: &'static str, epochs: &'static str| {
+        vec![
+            "train",
+            "series",
+            "--data",
+            "s.csv",
+            "--target",
+            "temp",
+            "--date-column",
+            "date",
+            "--window",
+            "32",
+            "--layers",
+            "24,24",
+            "--batch-size",
+            "16",
+            "--epochs",
+            epochs,
+            "--seed",
+            "5",
+            "--checkpoint",
+            "ck.safetensors",
+            "--out",
+            out,
+        ]
+    };
+    let (code, err) = signal_after(d, &args("m.safetensors", "10"), "epoch 1/10", "-TERM");
+    assert_eq!(code, Some(143), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with("interrupted by SIGTERM at epoch ")
+            && last.contains("saved to ck.safetensors; continue with --resume ck.safetensors"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!d.join("m.safetensors").exists(), "no model after SIGTERM");
+    let ck = stacklstm::io::native::load(d.join("ck.safetensors")).unwrap();
+    assert!(
+        ck.training.is_some(),
+        "the checkpoint holds the training state"
+    );
+    let mut resume = args("m.safetensors", "10");
+    resume.extend(["--quiet", "--resume", "ck.safetensors"]);
+    ok(&run_in(d, &resume));
+    let mut straight = args("straight.safetensors", "10");
+    straight.push("--quiet");
+    ok(&run_in(d, &straight));
+    assert!(
+        std::fs::read(d.join("m.safetensors")).unwrap()
+            == std::fs::read(d.join("straight.safetensors")).unwrap(),
+        "SIGTERM + resume differs from a straight run"
     );
 }
 

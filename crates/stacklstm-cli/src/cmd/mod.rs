@@ -76,14 +76,23 @@ pub fn run(cli: Cli) -> Result<()> {
 /// Exit code of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
 pub const EXIT_INTERRUPTED: i32 = 130;
 
-/// A command stopped by Ctrl-C after saving what it could; the message says where. `main`
-/// prints it and exits with [`EXIT_INTERRUPTED`].
+/// Exit code of a command stopped by SIGTERM (128 + 15).
+pub const EXIT_TERMINATED: i32 = 143;
+
+/// A command stopped by Ctrl-C or SIGTERM after saving what it could; the message says
+/// where. `main` prints it and exits with `code` ([`EXIT_INTERRUPTED`] or
+/// [`EXIT_TERMINATED`]).
 #[derive(Debug)]
-pub struct Interrupted(pub String);
+pub struct Interrupted {
+    /// What was saved and how to continue.
+    pub message: String,
+    /// The exit code.
+    pub code: i32,
+}
 
 impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 

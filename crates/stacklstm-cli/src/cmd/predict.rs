@@ -1,7 +1,8 @@
 //! `stacklstm predict --model M --input X.npy --output Y.npy`: inference on a batch.
 //!
 //! Input: a `.npy` array `[batch, timesteps, features]` (any float or int dtype, converted to
-//! f32), or a headerless numeric `.csv` with one sample per row holding its `timesteps ×
+//! f32; `[batch, timesteps]` of token ids for a model that starts with an Embedding), padded
+//! steps included for a model that masks them (`Masking`, `Embedding(mask_zero)`), or a headerless numeric `.csv` with one sample per row holding its `timesteps ×
 //! features` values row-major (needs a model with a fixed number of timesteps). Output: `.npy`
 //! float32, or `.csv` (one sample per row, flattened) by the output's extension; written
 //! atomically.
@@ -27,7 +28,7 @@ pub struct Args {
     /// Architecture for weight-only files: a JSON spec or a .keras / native model file [default: none].
     #[arg(long)]
     pub arch: Option<PathBuf>,
-    /// Input batch: .npy [batch, timesteps, features] or .csv (one flattened sample per row).
+    /// Input batch: .npy [batch, timesteps, features] ([batch, timesteps] token ids for an Embedding model; padded steps as the model masks them) or .csv (one flattened sample per row).
     #[arg(long)]
     pub input: PathBuf,
     /// Output file: .npy (float32) or .csv by extension (replaced atomically).
@@ -185,9 +186,25 @@ pub fn run(a: &Args) -> Result<()> {
         let x = stacklstm::data::read_npy(&a.input)
             .with_context(|| format!("reading input {}", a.input.display()))?;
         let shape = x.shape().to_vec();
+        // Token ids may come as Keras takes them, `[batch, timesteps]`.
+        let token_ids = model
+            .spec()
+            .layers
+            .first()
+            .is_some_and(|l| l.config().takes_token_ids());
+        let x = if token_ids && x.ndim() == 2 {
+            x.insert_axis(ndarray::Axis(2))
+        } else {
+            x
+        };
         x.into_dimensionality::<Ix3>().map_err(|_| {
+            let want = if token_ids {
+                "[batch, timesteps] of token ids (or [batch, timesteps, 1])"
+            } else {
+                "a 3-D array [batch, timesteps, features]"
+            };
             anyhow::anyhow!(
-                "input {}: expected a 3-D array [batch, timesteps, features], got shape {shape:?}",
+                "input {}: expected {want}, got shape {shape:?}",
                 a.input.display()
             )
         })?

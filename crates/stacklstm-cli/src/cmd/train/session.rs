@@ -6,8 +6,9 @@
 //!
 //! Ctrl-C stops training at the next batch boundary: the training state (weights, optimizer,
 //! position in the epoch) goes to the `--checkpoint` file, or next to `--out` as
-//! `<out stem>.interrupted.safetensors`, and the command exits with code 130. `--resume` on
-//! that file continues where it stopped. A second Ctrl-C exits at once.
+//! `<out stem>.interrupted.safetensors`, and the command exits with code 130. SIGTERM, what
+//! batch schedulers send before they kill a job, does the same and exits with 143. `--resume`
+//! on that file continues where it stopped. A second signal exits at once.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -204,14 +205,15 @@ impl<'a> Session<'a> {
         ) -> stacklstm::Result<History>,
     ) -> Result<History> {
         let prep = serde_json::to_value(prep)?;
-        let stop = stop_on_ctrl_c()?;
+        let signals = stop_on_signals()?;
         let callbacks = self.callbacks(&prep);
-        let history = fit(&mut self.trainer, stop.clone(), callbacks)
+        let history = fit(&mut self.trainer, signals.stop.clone(), callbacks)
             .map_err(|e| self.divergence_hint(e.into()))?;
         if let Some(at) = history.interrupted {
-            return Err(self.save_interrupted(&prep, at, batches));
+            let term = signals.term.load(Ordering::SeqCst);
+            return Err(self.save_interrupted(&prep, at, batches, term));
         }
-        arm_ctrl_c_exit(&stop);
+        arm_ctrl_c_exit(&signals.stop);
         Ok(history)
     }
 
@@ -275,12 +277,14 @@ impl<'a> Session<'a> {
     }
 
     /// Saves the training state of an interrupted run; returns the error that makes the
-    /// command exit with code 130 (or the one that says the checkpoint could not be written).
+    /// command exit with code 130 (143 after SIGTERM, `term`), or the one that says the
+    /// checkpoint could not be written.
     fn save_interrupted(
         &self,
         prep: &serde_json::Value,
         at: Interruption,
         batches: Option<usize>,
+        term: bool,
     ) -> anyhow::Error {
         let path = self.interrupted_path();
         let state = self.trainer.training_state_at(at.epoch, at.batches_done);
@@ -302,13 +306,21 @@ impl<'a> Session<'a> {
         } else {
             " (no --checkpoint given)"
         };
-        crate::cmd::Interrupted(format!(
-            "interrupted at epoch {}, batch {}{of}: training state saved to {}{whence}; continue with --resume {}",
-            at.epoch + 1,
-            at.batches_done,
-            path.display(),
-            path.display()
-        ))
+        let (by, code) = if term {
+            (" by SIGTERM", crate::cmd::EXIT_TERMINATED)
+        } else {
+            ("", crate::cmd::EXIT_INTERRUPTED)
+        };
+        crate::cmd::Interrupted {
+            message: format!(
+                "interrupted{by} at epoch {}, batch {}{of}: training state saved to {}{whence}; continue with --resume {}",
+                at.epoch + 1,
+                at.batches_done,
+                path.display(),
+                path.display()
+            ),
+            code,
+        }
         .into()
     }
 
@@ -382,21 +394,31 @@ fn checkpoint_saver(prep: serde_json::Value, last_good: LastGood) -> stacklstm::
     })
 }
 
-/// A flag that Ctrl-C (SIGINT) sets; training checks it before every batch. A second Ctrl-C,
-/// or one after training ended (when the flag is set again, see [`arm_ctrl_c_exit`]), exits
-/// at once with code 130.
-fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
-    use signal_hook::consts::SIGINT;
-    let flag = Arc::new(AtomicBool::new(false));
-    // The exit must be registered first: it sees the flag as it was before this signal.
-    signal_hook::flag::register_conditional_shutdown(
-        SIGINT,
-        crate::cmd::EXIT_INTERRUPTED,
-        flag.clone(),
-    )
-    .context("installing the Ctrl-C handler")?;
-    signal_hook::flag::register(SIGINT, flag.clone()).context("installing the Ctrl-C handler")?;
-    Ok(flag)
+/// What stops training: Ctrl-C (SIGINT) and SIGTERM (what batch schedulers send before
+/// they kill) both set `stop`, which training checks before every batch; SIGTERM also sets
+/// `term`, so the command exits with 143 instead of 130. A second signal, or one after
+/// training ended (when `stop` is set again, see [`arm_ctrl_c_exit`]), exits at once with
+/// the signal's code.
+struct StopSignals {
+    stop: Arc<AtomicBool>,
+    term: Arc<AtomicBool>,
+}
+
+fn stop_on_signals() -> Result<StopSignals> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    let term = Arc::new(AtomicBool::new(false));
+    for (sig, code) in [
+        (SIGINT, crate::cmd::EXIT_INTERRUPTED),
+        (SIGTERM, crate::cmd::EXIT_TERMINATED),
+    ] {
+        // The exit must be registered first: it sees the flag as it was before this signal.
+        signal_hook::flag::register_conditional_shutdown(sig, code, stop.clone())
+            .context("installing the signal handlers")?;
+        signal_hook::flag::register(sig, stop.clone()).context("installing the signal handlers")?;
+    }
+    signal_hook::flag::register(SIGTERM, term.clone()).context("installing the signal handlers")?;
+    Ok(StopSignals { stop, term })
 }
 
 /// After training: Ctrl-C exits at once again (nothing is left worth a checkpoint).
