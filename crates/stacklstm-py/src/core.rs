@@ -24,9 +24,9 @@ use crate::hooks::{self, PyHooks};
 /// What a `Core` holds.
 pub enum Engine {
     /// A model that infers (not compiled yet).
-    Built(Model),
+    Built(Box<Model>),
     /// A compiled model: the trainer owns it.
-    Compiled(Trainer),
+    Compiled(Box<Trainer>),
     /// `fit` has the trainer.
     Training,
 }
@@ -90,9 +90,9 @@ impl Core {
         let engine = match &loaded.training {
             Some(state) => {
                 let (t, _) = Trainer::restore(loaded.model, state).context("")?;
-                Engine::Compiled(t)
+                Engine::Compiled(Box::new(t))
             }
-            None => Engine::Built(loaded.model),
+            None => Engine::Built(Box::new(loaded.model)),
         };
         Ok(Core {
             engine,
@@ -108,7 +108,7 @@ impl Core {
     fn build(spec_json: &str) -> PyResult<Core> {
         let spec: Sequential = serde_json::from_str(spec_json).context("model spec")?;
         Ok(Core {
-            engine: Engine::Built(spec.build().context("")?),
+            engine: Engine::Built(Box::new(spec.build().context("")?)),
             in_fit: false,
         })
     }
@@ -286,18 +286,18 @@ impl Core {
             ));
         }
         let model = match std::mem::replace(&mut self.engine, Engine::Training) {
-            Engine::Built(m) => m,
+            Engine::Built(m) => *m,
             Engine::Compiled(t) => t.into_model(),
             Engine::Training => return Err(pyo3::exceptions::PyRuntimeError::new_err(TRAINING)),
         };
         // On a refused config the model stays as it was, uncompiled.
         match Trainer::with_metrics(model.clone(), loss, opt, &metrics) {
             Ok(t) => {
-                self.engine = Engine::Compiled(t);
+                self.engine = Engine::Compiled(Box::new(t));
                 Ok(())
             }
             Err(e) => {
-                self.engine = Engine::Built(model);
+                self.engine = Engine::Built(Box::new(model));
                 Err(crate::errors::to_py(e))
             }
         }
@@ -409,14 +409,15 @@ impl Core {
                 ));
             }
             me.trainer()?;
-            me.in_fit = true;
-            match std::mem::replace(&mut me.engine, Engine::Training) {
+            let t = match std::mem::replace(&mut me.engine, Engine::Training) {
                 Engine::Compiled(t) => t,
                 other => {
                     me.engine = other;
                     return Err(pyo3::exceptions::PyRuntimeError::new_err(TRAINING));
                 }
-            }
+            };
+            me.in_fit = true;
+            t
         };
         let result = py.detach(|| trainer.fit(xv, yv, fit));
         {

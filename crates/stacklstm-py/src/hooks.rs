@@ -132,7 +132,7 @@ impl PyHooks {
             return f(py);
         };
         match core.try_borrow_mut() {
-            Ok(mut c) => c.engine = Engine::Compiled(std::mem::replace(trainer, spare)),
+            Ok(mut c) => c.engine = Engine::Compiled(Box::new(std::mem::replace(trainer, spare))),
             Err(_) => {
                 self.spare = Some(spare);
                 return f(py);
@@ -143,7 +143,7 @@ impl PyHooks {
         // trainer (its weights possibly changed by the callback).
         let back = std::mem::replace(&mut core.borrow_mut().engine, Engine::Training);
         match back {
-            Engine::Compiled(t) => self.spare = Some(std::mem::replace(trainer, t)),
+            Engine::Compiled(t) => self.spare = Some(std::mem::replace(trainer, *t)),
             other => core.borrow_mut().engine = other,
         }
         r
@@ -195,11 +195,11 @@ impl Callback for PyHooks {
             self.started = true;
             if let Some(i) = self.info {
                 self.call(trainer, "train_begin", |py| {
-                    Ok((i.epochs, i.initial_epoch, i.batches, i.samples).into_pyobject(py)?)
+                    (i.epochs, i.initial_epoch, i.batches, i.samples).into_pyobject(py)
                 })?;
             }
         }
-        self.call(trainer, "epoch_begin", |py| Ok((epoch,).into_pyobject(py)?))?;
+        self.call(trainer, "epoch_begin", |py| (epoch,).into_pyobject(py))?;
         Ok(())
     }
 
@@ -251,7 +251,9 @@ impl Callback for PyHooks {
     }
 
     fn on_train_end(&mut self, trainer: &mut Trainer) -> stacklstm::Result<()> {
-        self.call(trainer, "train_end", |py| Ok(().into_pyobject(py)?))?;
+        self.call(trainer, "train_end", |py| {
+            Ok(pyo3::types::PyTuple::empty(py))
+        })?;
         Ok(())
     }
 }
