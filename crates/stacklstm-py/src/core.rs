@@ -101,6 +101,17 @@ impl Core {
     }
 }
 
+/// The `Core` for writing, waiting (without the GIL) for another thread's call on it to end:
+/// one that took it during a callback's `predict` on the lent model, say.
+pub fn borrow_mut_waiting<'py>(core: &Bound<'py, Core>) -> PyRefMut<'py, Core> {
+    loop {
+        if let Ok(c) = core.try_borrow_mut() {
+            return c;
+        }
+        core.py().detach(std::thread::yield_now);
+    }
+}
+
 #[pymethods]
 impl Core {
     /// Builds a model from the library's JSON spec of a `Sequential`.
@@ -421,7 +432,7 @@ impl Core {
         };
         let result = py.detach(|| trainer.fit(xv, yv, fit));
         {
-            let mut me = slf.borrow_mut();
+            let mut me = borrow_mut_waiting(slf);
             me.engine = Engine::Compiled(trainer);
             me.in_fit = false;
         }

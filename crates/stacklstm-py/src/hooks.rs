@@ -28,7 +28,7 @@ use stacklstm::train::{
 };
 use stacklstm::{Dense, Error, Sequential, Sgd, Trainer};
 
-use crate::core::{Core, Engine};
+use crate::core::{borrow_mut_waiting, Core, Engine};
 use crate::errors::{value_error, Context};
 
 /// How often, at most, training takes the GIL when no Python callback needs every batch
@@ -141,11 +141,12 @@ impl PyHooks {
         let r = f(py);
         // `compile` and `fit` are refused while the trainer is lent, so it comes back as a
         // trainer (its weights possibly changed by the callback).
-        let back = std::mem::replace(&mut core.borrow_mut().engine, Engine::Training);
-        match back {
+        let mut c = borrow_mut_waiting(core);
+        match std::mem::replace(&mut c.engine, Engine::Training) {
             Engine::Compiled(t) => self.spare = Some(std::mem::replace(trainer, *t)),
-            other => core.borrow_mut().engine = other,
+            other => c.engine = other,
         }
+        drop(c);
         r
     }
 

@@ -284,6 +284,56 @@ def test_summary_prints_the_keras_table(capsys):
     assert "Total params: 687 (2.68 KB)" in out
 
 
+def test_float32_input_is_read_in_place():
+    import tracemalloc
+    model = Sequential([stacklstm.Input(shape=(200, 8)), layers.LSTM(4), layers.Dense(1)])
+    x = np.random.default_rng(0).standard_normal((64, 200, 8)).astype(np.float32)
+    model.predict(x, verbose=0)
+
+    def peak(arr):
+        tracemalloc.start()
+        model.predict(arr, verbose=0)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+    # NumPy reports its allocations to tracemalloc: a float64 input is converted once (a
+    # float32 copy of x), a float32 one is not copied at all.
+    assert peak(x.astype(np.float64)) >= x.nbytes
+    assert peak(x) < x.nbytes // 8
+
+
+def ticks_during(work):
+    ticks = []
+    done = threading.Event()
+
+    def count():
+        while not done.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.001)
+
+    t = threading.Thread(target=count)
+    t.start()
+    time.sleep(0.01)
+    start = time.perf_counter()
+    work()
+    end = time.perf_counter()
+    done.set()
+    t.join()
+    return len([s for s in ticks if start < s < end]), end - start
+
+
+def test_fit_releases_the_gil():
+    model = Sequential([stacklstm.Input(shape=(100, 8)), layers.LSTM(64, return_sequences=True),
+                        layers.LSTM(64), layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((128, 100, 8)).astype(np.float32)
+    y = rng.standard_normal((128, 1)).astype(np.float32)
+    n, seconds = ticks_during(lambda: model.fit(x, y, epochs=2, batch_size=64, verbose=0))
+    assert seconds > 0.05, "the work is long enough to tell"
+    assert n >= 0.3 * seconds / 0.002, (n, seconds)
+
+
 def test_predict_releases_the_gil():
     model = Sequential([stacklstm.Input(shape=(200, 8)), layers.LSTM(64, return_sequences=True),
                         layers.LSTM(64), layers.Dense(1)])

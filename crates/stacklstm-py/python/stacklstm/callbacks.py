@@ -350,7 +350,8 @@ class Progbar:
             info = f"{current:{digits}d}/{self.target} - {now - self._start:.0f}s -"
             info += _format_time(per_step)
             for k, v in values:
-                info += f" - {k}:" + _format_value(v)
+                # (Keras' verbose=2 line compares the value itself, not its magnitude.)
+                info += f" - {k}:" + (f" {v:.4f}" if v > 1e-3 else f" {v:.4e}")
             sys.stdout.write(info + "\n")
             sys.stdout.flush()
         self._last_update = now
