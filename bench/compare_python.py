@@ -57,7 +57,15 @@ def main():
     ap.add_argument("--workloads-json",
                     default=find_up(os.path.join("shared", "bench", "workloads.json")))
     ap.add_argument("--json", help="write every record and the table's numbers here")
+    ap.add_argument("--render", help="print the table of a run saved with --json (runs nothing)")
     args = ap.parse_args()
+    if args.render:
+        with open(args.render) as f:
+            saved = json.load(f)
+        recs = {tuple(k.split("/", 2)): v for k, v in saved["records"].items()}
+        print(render(recs, saved["meta"], saved["names"], saved["rounds"], saved["scale"],
+                     saved["date"])[0])
+        return
     peers = os.path.abspath(args.peers_dir)
     wl = os.path.abspath(args.workloads_json)
     env = dict(os.environ, WORKLOADS_JSON=wl, PEERS_DIR=peers, PYTHONDONTWRITEBYTECODE="1",
@@ -91,6 +99,20 @@ def main():
                     for rec in d["records"]:
                         recs.setdefault((fw, rec["workload"], rec["metric"]), []).append(rec)
 
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    text, rows, overhead = render(recs, meta, names, args.rounds, args.scale, date)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"date": date, "names": names, "rounds": args.rounds, "scale": args.scale,
+                       "rows": rows, "python_overhead_us": overhead, "meta": meta,
+                       "records": {"/".join(k): v for k, v in recs.items()}}, f, indent=1)
+
+
+def render(recs, meta, names, rounds, scale, date):
+    """The markdown table of a run: medians over rounds, speed-ups, Python overhead."""
+    frameworks = ("stacklstm-py", "keras-jax", "torch", "stacklstm")
+
     def med(fw, w, m):
         rs = recs.get((fw, w, m))
         return statistics.median(x["median"] for x in rs) if rs else None
@@ -100,16 +122,15 @@ def main():
                 if o is not None]
         return max(vals) if vals else None
 
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     versions = {fw: (meta.get(fw) or {}).get("versions", {}) for fw in frameworks}
     head = (f"stacklstm {versions['stacklstm-py'].get('stacklstm')} Python API vs keras-jax "
             f"(keras {versions['keras-jax'].get('keras')}, jax {versions['keras-jax'].get('jax')}) "
             f"and torch ({versions['torch'].get('torch')}); {date}; {os.cpu_count()} logical "
-            f"CPUs; {args.rounds} alternating rounds, medians; scale {args.scale}")
+            f"CPUs; {rounds} alternating rounds, medians; scale {scale}")
     lines = [head, "",
              "| workload | metric | unit | stacklstm-py | keras-jax | torch | vs keras-jax | "
-             "vs torch | others' CPU share (max) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "vs torch | engine alone | others' CPU share (max) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     rows = []
     keys = sorted({(w, m) for fw, w, m in recs if fw == "stacklstm-py"},
                   key=lambda k: (names.index(k[0]) if k[0] in names else 99, k[1]))
@@ -126,7 +147,7 @@ def main():
         rf = (lambda v: "-" if v is None else f"**{v:.2f}x**")
         lines.append(f"| {w} | {m} | {unit} | {fmt(o)} | {fmt(peers_v['keras-jax'])} | "
                      f"{fmt(peers_v['torch'])} | {rf(ratio['keras-jax'])} | {rf(ratio['torch'])} | "
-                     f"{'-' if share is None else f'{share:.0%}'} |")
+                     f"{fmt(med('stacklstm', w, m))} | {'-' if share is None else f'{share:.0%}'} |")
         rows.append({"workload": w, "metric": m, "unit": unit, "stacklstm-py": o, **peers_v,
                      "vs": ratio, "others_cpu_frac_max": share})
     py_lat = med("stacklstm-py", "seed", "infer_latency_predict")
@@ -137,13 +158,7 @@ def main():
         lines += ["", f"Python overhead per `predict` call (seed, batch 1): {py_lat * 1e3:.2f} µs "
                   f"through `model.predict(x, verbose=0)` against {rs_lat * 1e3:.2f} µs for the "
                   f"engine's own `Model::predict` (the `stacklstm` binary): **{overhead:.2f} µs**."]
-    text = "\n".join(lines)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"date": date, "rows": rows, "python_overhead_us": overhead,
-                       "meta": meta, "records": {"/".join(k): v for k, v in recs.items()}},
-                      f, indent=1)
+    return "\n".join(lines), rows, overhead
 
 
 if __name__ == "__main__":
