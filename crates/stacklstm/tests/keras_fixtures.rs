@@ -246,12 +246,3 @@ fn rnn_fixture_keras_files_reproduce_the_keras_output() {
     }
     assert!(ran >= 6, "only {ran} cases ran");
 }
-
-/// A PyTorch `nn.GRU` state_dict is refused with an error that says what it is and what
-/// loads instead, not mistaken for a malformed LSTM.
-#[test]
-fn a_pytorch_gru_state_dict_is_named_as_such() {
-    let path = common::rnn_fixtures_dir().join("gru_basic/torch.safetensors");
-    let err = stacklstm::load_model(&path, None).unwrap_err().to_string();
-    assert!(err.contains("nn.GRU") && err.contains(".keras"), "{err}");
-}

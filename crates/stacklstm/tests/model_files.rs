@@ -3,7 +3,8 @@
 //! is bit-identical (fixtures and a proptest over architectures); checkpoints round-trip
 //! preprocessing and training state bit-exactly; hostile native files are clear errors; a
 //! save killed mid-write never corrupts the previous file; PyTorch multi-layer modules and
-//! explicit mappings. Keras files need the `keras` feature and `.npy` reading the `data`
+//! explicit mappings; PyTorch `nn.GRU` files against the GRU fixtures and PyTorch's own GRU
+//! equations. Keras files need the `keras` feature and `.npy` reading the `data`
 //! feature; without them the Keras files are clear errors.
 
 mod common;
@@ -760,7 +761,7 @@ fn torch_unsupported_tensors_are_listed() {
     let v = [0.0f32; 8];
     let b = safetensors::to_bytes(
         &[
-            ("rnn.weight_ih_l0_reverse".into(), vec![8, 1], &v[..]),
+            ("rnn.weight_hr_l0".into(), vec![8, 1], &v[..]),
             ("norm.running_mean".into(), vec![8], &v[..]),
         ],
         &BTreeMap::new(),
@@ -770,9 +771,209 @@ fn torch_unsupported_tensors_are_listed() {
     let s = e.to_string();
     assert!(matches!(e, Error::UnsupportedFormat { .. }), "{s}");
     assert!(
-        s.contains("weight_ih_l0_reverse") && s.contains("running_mean"),
+        s.contains("rnn.weight_hr_l0") && s.contains("running_mean"),
         "{s}"
     );
+}
+
+/// The PyTorch files of the GRU fixtures (`nn.GRU` modules and `nn.Linear` heads) reproduce
+/// Keras' output: with the architecture inferred, given as the case's spec, and given as the
+/// fixture's `model` object as it is. The bidirectional fixtures' files are refused with an
+/// error that says so.
+#[test]
+fn torch_gru_fixtures_reproduce_keras_output() {
+    let mut fails = Vec::new();
+    let mut checked = Vec::new();
+    for dir in rnn_case_dirs() {
+        let path = dir.join("torch.safetensors");
+        if !path.is_file() {
+            continue;
+        }
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let missing = not_yet_supported(&dir).expect("case.json");
+        if !missing.is_empty() {
+            assert_eq!(missing, ["bidirectional"], "{name}");
+            // Until Bidirectional layers exist, their PyTorch modules are a clear refusal,
+            // not a malformed file.
+            let e = load_model(&path, None).unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                matches!(e, Error::UnsupportedFormat { .. }),
+                "{name}: {msg}"
+            );
+            assert!(
+                msg.contains("bidirectional nn.LSTM/nn.GRU: not supported yet"),
+                "{name}: {msg}"
+            );
+            continue;
+        }
+        let case = load_case(&dir).expect("case.json");
+        let want = tensor(&case.json["output"]).expect("output");
+        let spec_arch = Arch::from(case.model.spec().clone());
+        let model_arch = Arch::from_json(&case.json["model"].to_string(), "model").expect("arch");
+        for (how, arch) in [
+            ("inferred", None),
+            ("case spec", Some(&spec_arch)),
+            ("fixture model object", Some(&model_arch)),
+        ] {
+            let loaded = match load_model(&path, arch) {
+                Ok(l) => l,
+                Err(e) => {
+                    fails.push(format!("{name} ({how}): {e}"));
+                    continue;
+                }
+            };
+            assert_eq!(loaded.format, ModelFormat::Torch);
+            assert_eq!(
+                loaded.model.param_count(),
+                case.model.param_count(),
+                "{name} ({how})"
+            );
+            let got = loaded.model.predict(&case.x).expect("predict");
+            let d = max_abs_diff(&got, &want);
+            if got.shape() != want.shape() || d > 1e-5 {
+                fails.push(format!("{name} ({how}): max abs diff {d:e}"));
+            }
+        }
+        checked.push(name);
+    }
+    assert!(fails.is_empty(), "{}", fails.join("\n"));
+    assert!(
+        !checked.is_empty(),
+        "no GRU fixture has a torch.safetensors"
+    );
+    eprintln!("PyTorch GRU files checked: {}", checked.join(", "));
+}
+
+/// PyTorch's GRU equations (gate order r, z, n) in float64, on the state_dict's own tensors:
+/// `r = σ(W_ir x + b_ir + W_hr h + b_hr)`, `z = σ(W_iz x + b_iz + W_hz h + b_hz)`,
+/// `n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))`, `h' = (1 − z) ⊙ n + z ⊙ h`.
+fn torch_gru_reference(
+    x: &[f64],
+    t: usize,
+    d: usize,
+    u: usize,
+    w_ih: &[f32],
+    w_hh: &[f32],
+    b: Option<(&[f32], &[f32])>,
+) -> Vec<f64> {
+    let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+    let mut h = vec![0.0f64; u];
+    let mut out = Vec::with_capacity(t * u);
+    for s in 0..t {
+        let xt = &x[s * d..(s + 1) * d];
+        let gi = |row: usize| {
+            b.map_or(0.0, |b| f64::from(b.0[row]))
+                + (0..d)
+                    .map(|j| f64::from(w_ih[row * d + j]) * xt[j])
+                    .sum::<f64>()
+        };
+        let gh = |row: usize, h: &[f64]| {
+            b.map_or(0.0, |b| f64::from(b.1[row]))
+                + (0..u)
+                    .map(|j| f64::from(w_hh[row * u + j]) * h[j])
+                    .sum::<f64>()
+        };
+        let next: Vec<f64> = (0..u)
+            .map(|k| {
+                let r = sig(gi(k) + gh(k, &h));
+                let z = sig(gi(u + k) + gh(u + k, &h));
+                let n = (gi(2 * u + k) + r * gh(2 * u + k, &h)).tanh();
+                (1.0 - z) * n + z * h[k]
+            })
+            .collect();
+        h = next;
+        out.extend_from_slice(&h);
+    }
+    out
+}
+
+/// `rnn = nn.GRU(3, 4, num_layers=2, bias)` and `head = nn.Linear(4, 2)`, against PyTorch's
+/// equations computed here on the file's tensors (not through the Keras conversion), with and
+/// without biases.
+#[test]
+fn torch_gru_state_dicts_match_pytorch_equations() {
+    let (d, u, o, t, b) = (3usize, 4usize, 2usize, 5usize, 3usize);
+    for bias in [true, false] {
+        let mut r = Lcg(if bias { 7 } else { 8 });
+        let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+        for (k, input) in [(0, d), (1, u)] {
+            tensors.push((
+                format!("rnn.weight_ih_l{k}"),
+                vec![3 * u, input],
+                r.vec(3 * u * input),
+            ));
+            tensors.push((
+                format!("rnn.weight_hh_l{k}"),
+                vec![3 * u, u],
+                r.vec(3 * u * u),
+            ));
+            if bias {
+                tensors.push((format!("rnn.bias_ih_l{k}"), vec![3 * u], r.vec(3 * u)));
+                tensors.push((format!("rnn.bias_hh_l{k}"), vec![3 * u], r.vec(3 * u)));
+            }
+        }
+        tensors.push(("head.weight".into(), vec![o, u], r.vec(o * u)));
+        tensors.push(("head.bias".into(), vec![o], r.vec(o)));
+        let refs: Vec<(String, Vec<usize>, &[f32])> = tensors
+            .iter()
+            .map(|(n, s, v)| (n.clone(), s.clone(), v.as_slice()))
+            .collect();
+        let bytes = safetensors::to_bytes(&refs, &BTreeMap::new()).unwrap();
+        let get = |name: &str| -> &[f32] { &tensors.iter().find(|x| x.0 == name).expect(name).2 };
+
+        let x = Array3::from_shape_fn((b, t, d), |(i, j, k)| {
+            ((i * 7 + j * 3 + k) as f32 * 0.37).sin() * 1.5
+        });
+        let mut want = Vec::new();
+        for i in 0..b {
+            let mut seq: Vec<f64> = x
+                .slice(ndarray::s![i, .., ..])
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect();
+            let mut width = d;
+            for k in 0..2 {
+                let biases = bias.then(|| {
+                    (
+                        get(&format!("rnn.bias_ih_l{k}")),
+                        get(&format!("rnn.bias_hh_l{k}")),
+                    )
+                });
+                seq = torch_gru_reference(
+                    &seq,
+                    t,
+                    width,
+                    u,
+                    get(&format!("rnn.weight_ih_l{k}")),
+                    get(&format!("rnn.weight_hh_l{k}")),
+                    biases,
+                );
+                width = u;
+            }
+            let last = &seq[(t - 1) * u..];
+            let (w, hb) = (get("head.weight"), get("head.bias"));
+            for c in 0..o {
+                let v = f64::from(hb[c])
+                    + (0..u)
+                        .map(|j| f64::from(w[c * u + j]) * last[j])
+                        .sum::<f64>();
+                want.push(v as f32);
+            }
+        }
+        let want = ArrayD::from_shape_vec(IxDyn(&[b, o]), want).unwrap();
+
+        let m = stacklstm::io::load_model_bytes(&bytes, "sd", None).expect("load");
+        let kinds: Vec<&str> = m.model.layers().iter().map(|l| l.kind()).collect();
+        assert_eq!(kinds, ["GRU", "GRU", "Dense"]);
+        let got = m.model.predict(&x).expect("predict");
+        let diff = max_abs_diff(&got, &want);
+        assert!(diff <= 1e-5, "bias {bias}: max abs diff {diff:e}");
+        assert_eq!(
+            m.model.layers()[0].weights().len(),
+            if bias { 3 } else { 2 }
+        );
+    }
 }
 
 #[cfg(feature = "keras")]

@@ -1,7 +1,9 @@
-//! ONNX export parity: every golden fixture (and a few synthetic models covering the other
-//! activations) is exported, run in the real onnxruntime (Python package, through
-//! `scripts/onnx_check.py`), and compared with the Keras output to 1e-5, at the fixture's batch
-//! size and at batch 1.
+//! ONNX export parity: every golden fixture (the stacked-LSTM ones and the GRU ones of
+//! `fixtures-rnn`), and synthetic LSTM and GRU models covering the other activations, both GRU
+//! `reset_after` modes and layers without bias, is exported, run in the real onnxruntime
+//! (Python package, through `scripts/onnx_check.py`), and compared with the Keras output (or a
+//! float64 reference of Keras' equations) to 1e-5, at the fixture's batch size, at batch 1 and
+//! at twice the fixture's batch.
 //!
 //! Needs `STACKLSTM_ONNX_PYTHON`: the python of a venv made by `scripts/onnx-venv.sh`:
 //!
@@ -15,7 +17,7 @@ use std::process::Command;
 use ndarray::{ArrayD, IxDyn};
 use serde_json::Value;
 use stacklstm::io::onnx::export_model;
-use stacklstm::{Activation, Dense, Lstm, Sequential};
+use stacklstm::{Activation, Dense, Gru, Lstm, Sequential};
 
 const TOL: f32 = 1e-5;
 
@@ -58,6 +60,17 @@ fn fixtures_dir() -> PathBuf {
         .expect("no shared/fixtures directory above the crate (set STACKLSTM_FIXTURES to its path)")
 }
 
+/// The GRU, Bidirectional and masking fixtures: `$STACKLSTM_FIXTURES_RNN`, else
+/// `shared/fixtures-rnn` above the crate.
+fn rnn_fixtures_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("STACKLSTM_FIXTURES_RNN") {
+        return PathBuf::from(p);
+    }
+    find_up("shared/fixtures-rnn").expect(
+        "no shared/fixtures-rnn directory above the crate (set STACKLSTM_FIXTURES_RNN to its path)",
+    )
+}
+
 fn tmp_dir(tag: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("onnx_export/{tag}"));
     std::fs::create_dir_all(&d).unwrap();
@@ -84,6 +97,18 @@ impl Tensor {
             shape,
             data: self.data[start * row..(start + n) * row].to_vec(),
         }
+    }
+}
+
+impl Tensor {
+    /// `self` and `other` stacked along axis 0.
+    fn concat(&self, other: &Tensor) -> Tensor {
+        assert_eq!(self.shape[1..], other.shape[1..]);
+        let mut shape = self.shape.clone();
+        shape[0] += other.shape[0];
+        let mut data = self.data.clone();
+        data.extend_from_slice(&other.data);
+        Tensor { shape, data }
     }
 }
 
@@ -248,6 +273,28 @@ enum TestLayer {
         /// Keras `recurrent_activation` (σ): the gates.
         recurrent_activation: String,
     },
+    /// A Keras `GRU` layer.
+    Gru {
+        /// Width of the layer's input.
+        input_size: usize,
+        /// Number of units `H`.
+        units: usize,
+        /// `[input_size, 3*units]` row-major, gate blocks `z, r, h`.
+        kernel: Vec<f32>,
+        /// `[units, 3*units]` row-major, gate blocks `z, r, h`.
+        recurrent_kernel: Vec<f32>,
+        /// `[2, 3*units]` (input row, recurrent row) with `reset_after`, else `[3*units]`;
+        /// `None` for `use_bias=False`.
+        bias: Option<Vec<f32>>,
+        /// Apply the reset gate after the recurrent product (Keras 3's default).
+        reset_after: bool,
+        /// Output every `h_t` instead of only the last.
+        return_sequences: bool,
+        /// Keras `activation` (φ): the candidate.
+        activation: String,
+        /// Keras `recurrent_activation` (σ): the update and reset gates.
+        recurrent_activation: String,
+    },
     /// A Keras `Dense` layer, acting on the last axis.
     Dense {
         /// Input width.
@@ -305,6 +352,36 @@ fn export_onnx(
                 weights.push(array(&[*units, 4 * units], recurrent_kernel));
                 if let Some(b) = bias {
                     weights.push(array(&[4 * units], b));
+                }
+            }
+            TestLayer::Gru {
+                input_size,
+                units,
+                kernel,
+                recurrent_kernel,
+                bias,
+                reset_after,
+                return_sequences,
+                activation: a,
+                recurrent_activation: ra,
+            } => {
+                spec = spec.add(
+                    Gru::new(*units)
+                        .return_sequences(*return_sequences)
+                        .reset_after(*reset_after)
+                        .activation(activation(a))
+                        .recurrent_activation(activation(ra))
+                        .use_bias(bias.is_some()),
+                );
+                weights.push(array(&[*input_size, 3 * units], kernel));
+                weights.push(array(&[*units, 3 * units], recurrent_kernel));
+                if let Some(b) = bias {
+                    let shape = if *reset_after {
+                        vec![2, 3 * units]
+                    } else {
+                        vec![3 * units]
+                    };
+                    weights.push(array(&shape, b));
                 }
             }
             TestLayer::Dense {
@@ -376,6 +453,20 @@ fn layers_from_case(case: &Value) -> (Vec<TestLayer>, Option<usize>, usize) {
                     recurrent_activation: spec["recurrent_activation"].as_str().unwrap().into(),
                 })
             }
+            "gru" => {
+                assert_eq!(bias.is_some(), spec["use_bias"].as_bool().unwrap());
+                layers.push(TestLayer::Gru {
+                    input_size: width,
+                    units,
+                    kernel: tensor(&w["kernel"]).data,
+                    recurrent_kernel: tensor(&w["recurrent_kernel"]).data,
+                    bias,
+                    reset_after: spec["reset_after"].as_bool().unwrap(),
+                    return_sequences: spec["return_sequences"].as_bool().unwrap(),
+                    activation: spec["activation"].as_str().unwrap().into(),
+                    recurrent_activation: spec["recurrent_activation"].as_str().unwrap().into(),
+                })
+            }
             "dense" => layers.push(TestLayer::Dense {
                 input_size: width,
                 units,
@@ -390,11 +481,9 @@ fn layers_from_case(case: &Value) -> (Vec<TestLayer>, Option<usize>, usize) {
     (layers, t, f)
 }
 
-#[test]
-fn fixtures_match_onnxruntime() {
-    let python = python(); // fail early, with the setup message, when unset
-    let root = fixtures_dir();
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+/// Every case folder of `root`, sorted; fails when there is none.
+fn case_dirs_in(root: &Path) -> Vec<PathBuf> {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(root)
         .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("case.json").is_file())
@@ -405,52 +494,117 @@ fn fixtures_match_onnxruntime() {
         "no fixture case found under {}",
         root.display()
     );
+    cases
+}
 
-    let mut report = Vec::new();
-    for dir in &cases {
-        let name = dir.file_name().unwrap().to_string_lossy().to_string();
-        let case: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
-        let (layers, t, f) = layers_from_case(&case);
-        let x = tensor(&case["input"]);
-        let y = tensor(&case["output"]);
-        let batch = x.shape[0];
-        let out_rank = y.shape.len();
-        let mut worst = 0.0f32;
-        let mut checker = String::new();
+fn read_case(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap()
+}
 
-        // Fixed T as in the fixture (if it has one), then symbolic T.
-        let mut variants = vec![("fixed_t", t)];
-        if t.is_some() {
-            variants.push(("symbolic_t", None));
-        }
-        for (tag, tt) in variants {
-            let model = export_onnx(&layers, tt, f, &name)
-                .unwrap_or_else(|e| panic!("{name}: export failed: {e}"));
-            // Full batch, batch 1 from the first sample, batch 1 from the last sample.
-            let inputs = vec![x.clone(), x.take_rows(0, 1), x.take_rows(batch - 1, 1)];
-            let (outs, info) = run_ort(&tmp_dir(&format!("{name}/{tag}")), &model, &inputs);
-            check_signature(&info, tt, f, out_rank);
-            checker = info["checker"].as_str().unwrap_or("?").to_string();
-            let wants = [y.clone(), y.take_rows(0, 1), y.take_rows(batch - 1, 1)];
-            for (k, (o, w)) in outs.iter().zip(&wants).enumerate() {
-                let d = max_abs_diff(o, w);
-                assert!(
-                    d <= TOL,
-                    "{name} ({tag}, input {k}, batch {}): max |onnxruntime - keras| = {d:e}",
-                    w.shape[0]
-                );
-                worst = worst.max(d);
-            }
-        }
-        report.push(format!(
-            "{name:24} batch {batch} + 1: max abs err {worst:.3e} (onnx checker: {checker})"
-        ));
+/// Whether every layer of the case is one the export handles (LSTM, GRU, Dense).
+fn exportable(case: &Value) -> bool {
+    case["model"]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| matches!(l["type"].as_str(), Some("lstm" | "gru" | "dense")))
+}
+
+/// Exports the case (with its fixed T, then a symbolic T), runs it in onnxruntime on the
+/// fixture's batch, on batch 1 from its first and from its last sample, and on twice the
+/// batch, and compares each output with Keras'. Returns a report line.
+fn check_fixture(dir: &Path, tmp: &str) -> String {
+    let name = dir.file_name().unwrap().to_string_lossy().to_string();
+    let case = read_case(dir);
+    let (layers, t, f) = layers_from_case(&case);
+    let x = tensor(&case["input"]);
+    let y = tensor(&case["output"]);
+    let batch = x.shape[0];
+    let out_rank = y.shape.len();
+    let mut worst = 0.0f32;
+    let mut checker = String::new();
+
+    // Fixed T as in the fixture (if it has one), then symbolic T.
+    let mut variants = vec![("fixed_t", t)];
+    if t.is_some() {
+        variants.push(("symbolic_t", None));
     }
+    for (tag, tt) in variants {
+        let model = export_onnx(&layers, tt, f, &name)
+            .unwrap_or_else(|e| panic!("{name}: export failed: {e}"));
+        let inputs = vec![
+            x.clone(),
+            x.take_rows(0, 1),
+            x.take_rows(batch - 1, 1),
+            x.concat(&x),
+        ];
+        let (outs, info) = run_ort(&tmp_dir(&format!("{tmp}/{name}/{tag}")), &model, &inputs);
+        check_signature(&info, tt, f, out_rank);
+        checker = info["checker"].as_str().unwrap_or("?").to_string();
+        let wants = [
+            y.clone(),
+            y.take_rows(0, 1),
+            y.take_rows(batch - 1, 1),
+            y.concat(&y),
+        ];
+        for (k, (o, w)) in outs.iter().zip(&wants).enumerate() {
+            let d = max_abs_diff(o, w);
+            assert!(
+                d <= TOL,
+                "{name} ({tag}, input {k}, batch {}): max |onnxruntime - keras| = {d:e}",
+                w.shape[0]
+            );
+            worst = worst.max(d);
+        }
+    }
+    format!(
+        "{name:24} batch {batch}, 1, {}: max abs err {worst:.3e} (onnx checker: {checker})",
+        2 * batch
+    )
+}
+
+#[test]
+fn fixtures_match_onnxruntime() {
+    let python = python(); // fail early, with the setup message, when unset
+    let report: Vec<String> = case_dirs_in(&fixtures_dir())
+        .iter()
+        .map(|dir| check_fixture(dir, "lstm"))
+        .collect();
     eprintln!("ONNX export parity ({}):", python.display());
     for r in &report {
         eprintln!("  {r}");
     }
+}
+
+/// The GRU fixtures (both `reset_after` modes, stacked, sequence and last-step outputs).
+/// Cases with layers the export does not handle yet (Bidirectional, Masking) are listed,
+/// and the three GRU cases must be among those checked.
+#[test]
+fn gru_fixtures_match_onnxruntime() {
+    let python = python();
+    let mut report = Vec::new();
+    let mut skipped = Vec::new();
+    let mut checked = Vec::new();
+    for dir in case_dirs_in(&rnn_fixtures_dir()) {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        if !exportable(&read_case(&dir)) {
+            skipped.push(name);
+            continue;
+        }
+        report.push(check_fixture(&dir, "rnn"));
+        checked.push(name);
+    }
+    for must in ["gru_basic", "gru_stack", "gru_reset_before"] {
+        assert!(
+            checked.iter().any(|c| c == must),
+            "{must} was not checked (checked: {checked:?})"
+        );
+    }
+    eprintln!("ONNX export parity, GRU fixtures ({}):", python.display());
+    for r in &report {
+        eprintln!("  {r}");
+    }
+    eprintln!("  not exportable yet: {}", skipped.join(", "));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -559,6 +713,64 @@ fn reference(layers: &[TestLayer], x: &Tensor) -> Tensor {
                 }
                 has_time = *return_sequences;
             }
+            TestLayer::Gru {
+                input_size,
+                units,
+                kernel,
+                recurrent_kernel,
+                bias,
+                reset_after,
+                return_sequences,
+                activation,
+                recurrent_activation,
+            } => {
+                let (n, h) = (*input_size, *units);
+                let g = 3 * h;
+                // Input-side and recurrent-side biases (the latter only with reset_after).
+                let bx = |c: usize| bias.as_ref().map_or(0.0, |b| b[c] as f64);
+                let bh = |c: usize| match bias {
+                    Some(b) if *reset_after => b[g + c] as f64,
+                    _ => 0.0,
+                };
+                let rk = |j: usize, c: usize| recurrent_kernel[j * g + c] as f64;
+                for s in seq.iter_mut() {
+                    let mut hs = vec![0.0f64; h];
+                    let mut outs = Vec::new();
+                    for xt in s.iter() {
+                        let xk: Vec<f64> = (0..g)
+                            .map(|c| {
+                                bx(c)
+                                    + (0..n)
+                                        .map(|j| xt[j] * kernel[j * g + c] as f64)
+                                        .sum::<f64>()
+                            })
+                            .collect();
+                        // h_p · R (+ b_h) for the z and r blocks, and for h with reset_after.
+                        let hr = |c: usize, state: &[f64]| {
+                            bh(c) + (0..h).map(|j| state[j] * rk(j, c)).sum::<f64>()
+                        };
+                        let mut z: Vec<f64> = (0..h).map(|u| xk[u] + hr(u, &hs)).collect();
+                        let mut r: Vec<f64> = (0..h).map(|u| xk[h + u] + hr(h + u, &hs)).collect();
+                        act(recurrent_activation, &mut z);
+                        act(recurrent_activation, &mut r);
+                        let mut cand: Vec<f64> = if *reset_after {
+                            (0..h)
+                                .map(|u| xk[2 * h + u] + r[u] * hr(2 * h + u, &hs))
+                                .collect()
+                        } else {
+                            let rh: Vec<f64> = (0..h).map(|u| r[u] * hs[u]).collect();
+                            (0..h).map(|u| xk[2 * h + u] + hr(2 * h + u, &rh)).collect()
+                        };
+                        act(activation, &mut cand);
+                        for u in 0..h {
+                            hs[u] = z[u] * hs[u] + (1.0 - z[u]) * cand[u];
+                        }
+                        outs.push(hs.clone());
+                    }
+                    *s = if *return_sequences { outs } else { vec![hs] };
+                }
+                has_time = *return_sequences;
+            }
             TestLayer::Dense {
                 input_size,
                 units,
@@ -625,6 +837,75 @@ fn rand_dense(r: &mut Rng, n: usize, u: usize, bias: bool, a: &str) -> TestLayer
     }
 }
 
+#[allow(clippy::too_many_arguments)]
+fn rand_gru(
+    r: &mut Rng,
+    n: usize,
+    h: usize,
+    bias: bool,
+    reset_after: bool,
+    rs: bool,
+    a: &str,
+    ra: &str,
+) -> TestLayer {
+    let bias_len = if reset_after { 6 * h } else { 3 * h };
+    TestLayer::Gru {
+        input_size: n,
+        units: h,
+        kernel: r.vec(n * 3 * h, 1.0),
+        recurrent_kernel: r.vec(h * 3 * h, 1.0),
+        bias: bias.then(|| r.vec(bias_len, 1.0)),
+        reset_after,
+        return_sequences: rs,
+        activation: a.into(),
+        recurrent_activation: ra.into(),
+    }
+}
+
+/// Exports each model with a fixed T of 5 and a symbolic T, runs it in onnxruntime on a batch
+/// of 4, on one of its samples and (symbolic T) on a batch of another length, and compares
+/// with [`reference`]. Returns report lines.
+fn check_synthetic(r: &mut Rng, f: usize, models: &[(&str, Vec<TestLayer>)]) -> Vec<String> {
+    let mut report = Vec::new();
+    for (name, layers) in models {
+        let mut worst = 0.0f32;
+        for (tag, t) in [("fixed_t", Some(5usize)), ("symbolic_t", None)] {
+            let model = export_onnx(&layers[..], t, f, name).unwrap();
+            let steps = t.unwrap_or(7);
+            let x_big = Tensor {
+                shape: vec![4, steps, f],
+                data: r.vec(4 * steps * f, 4.0),
+            };
+            let mut inputs = vec![x_big.clone(), x_big.take_rows(2, 1)];
+            if t.is_none() {
+                // a different length through the same model
+                inputs.push(Tensor {
+                    shape: vec![2, 3, f],
+                    data: r.vec(2 * 3 * f, 4.0),
+                });
+            }
+            let (outs, info) = run_ort(
+                &tmp_dir(&format!("synthetic/{name}/{tag}")),
+                &model,
+                &inputs,
+            );
+            let want_rank = reference(layers, &inputs[0]).shape.len();
+            check_signature(&info, t, f, want_rank);
+            for (k, (o, x)) in outs.iter().zip(&inputs).enumerate() {
+                let want = reference(layers, x);
+                let d = max_abs_diff(o, &want);
+                assert!(
+                    d <= TOL,
+                    "{name} ({tag}, input {k}): max |onnxruntime - reference| = {d:e}"
+                );
+                worst = worst.max(d);
+            }
+        }
+        report.push(format!("{name:32} max abs err {worst:.3e}"));
+    }
+    report
+}
+
 #[test]
 fn synthetic_activations_match_reference() {
     let _ = python();
@@ -666,44 +947,58 @@ fn synthetic_activations_match_reference() {
             ],
         ),
     ];
-    let mut report = Vec::new();
-    for (name, layers) in &models {
-        let mut worst = 0.0f32;
-        for (tag, t) in [("fixed_t", Some(5usize)), ("symbolic_t", None)] {
-            let model = export_onnx(&layers[..], t, f, name).unwrap();
-            let steps = t.unwrap_or(7);
-            let x_big = Tensor {
-                shape: vec![4, steps, f],
-                data: r.vec(4 * steps * f, 4.0),
-            };
-            let mut inputs = vec![x_big.clone(), x_big.take_rows(2, 1)];
-            if t.is_none() {
-                // a different length through the same model
-                inputs.push(Tensor {
-                    shape: vec![2, 3, f],
-                    data: r.vec(2 * 3 * f, 4.0),
-                });
-            }
-            let (outs, info) = run_ort(
-                &tmp_dir(&format!("synthetic/{name}/{tag}")),
-                &model,
-                &inputs,
-            );
-            let want_rank = reference(layers, &inputs[0]).shape.len();
-            check_signature(&info, t, f, want_rank);
-            for (k, (o, x)) in outs.iter().zip(&inputs).enumerate() {
-                let want = reference(layers, x);
-                let d = max_abs_diff(o, &want);
-                assert!(
-                    d <= TOL,
-                    "{name} ({tag}, input {k}): max |onnxruntime - reference| = {d:e}"
-                );
-                worst = worst.max(d);
-            }
-        }
-        report.push(format!("{name:32} max abs err {worst:.3e}"));
-    }
+    let report = check_synthetic(&mut r, f, &models);
     eprintln!("ONNX export, synthetic models vs float64 reference:");
+    for r in &report {
+        eprintln!("  {r}");
+    }
+}
+
+/// GRU layers: both `reset_after` modes (`linear_before_reset` 1 and 0), every activation
+/// ONNX's `GRU` takes (the parameterised `linear` and `hard_sigmoid` in either slot), with and
+/// without bias, stacked with LSTM and Dense layers, sequence and last-step outputs.
+#[test]
+fn synthetic_gru_models_match_reference() {
+    let _ = python();
+    let mut r = Rng(0x2545_f491_4f6c_dd1d);
+    let f = 3;
+    let models: Vec<(&str, Vec<TestLayer>)> = vec![
+        (
+            "gru_linear_act_hard_sigmoid_gates",
+            vec![
+                rand_gru(&mut r, 3, 4, true, true, true, "linear", "hard_sigmoid"),
+                rand_gru(&mut r, 4, 3, false, false, false, "tanh", "sigmoid"),
+                rand_dense(&mut r, 3, 3, true, "softmax"),
+            ],
+        ),
+        (
+            "gru_reset_before_hard_sigmoid_act",
+            vec![
+                rand_gru(&mut r, 3, 5, true, false, true, "hard_sigmoid", "linear"),
+                rand_gru(&mut r, 5, 2, false, true, true, "relu", "sigmoid"),
+                rand_dense(&mut r, 2, 2, false, "sigmoid"),
+            ],
+        ),
+        (
+            "gru_between_dense_and_lstm",
+            vec![
+                rand_dense(&mut r, 3, 4, true, "relu"),
+                rand_gru(&mut r, 4, 3, true, true, true, "tanh", "hard_sigmoid"),
+                rand_lstm(&mut r, 3, 2, true, true, "tanh", "sigmoid"),
+                rand_gru(&mut r, 2, 3, true, false, false, "relu", "sigmoid"),
+                rand_dense(&mut r, 3, 2, true, "linear"),
+            ],
+        ),
+        (
+            "gru_sequence_tanh_head",
+            vec![
+                rand_gru(&mut r, 3, 4, true, false, true, "tanh", "sigmoid"),
+                rand_dense(&mut r, 4, 3, true, "tanh"),
+            ],
+        ),
+    ];
+    let report = check_synthetic(&mut r, f, &models);
+    eprintln!("ONNX export, synthetic GRU models vs float64 reference:");
     for r in &report {
         eprintln!("  {r}");
     }
@@ -712,36 +1007,52 @@ fn synthetic_activations_match_reference() {
 // ---------------------------------------------------------------------------------------------
 // through the model files: `.keras` -> Model -> ONNX
 
+/// Every fixture's `model.keras` (the stacked-LSTM ones and the exportable GRU ones) loaded,
+/// exported, and run in onnxruntime on its `x.npy` and on twice that batch.
 #[cfg(feature = "keras")]
 #[test]
 fn exported_keras_files_match_onnxruntime() {
     let _ = python();
-    let root = fixtures_dir();
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("model.keras").is_file())
-        .collect();
-    cases.sort();
-    assert!(!cases.is_empty(), "no fixture under {}", root.display());
+    let mut cases = case_dirs_in(&fixtures_dir());
+    cases.extend(
+        case_dirs_in(&rnn_fixtures_dir())
+            .into_iter()
+            .filter(|d| exportable(&read_case(d))),
+    );
     let mut worst = 0.0f32;
+    let mut grus = 0;
     for dir in &cases {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
         let loaded = stacklstm::load_model(dir.join("model.keras"), None)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
+        grus += loaded
+            .model
+            .layers()
+            .iter()
+            .filter(|l| l.kind() == "GRU")
+            .count();
         let bytes = export_model(&loaded.model).unwrap_or_else(|e| panic!("{name}: export: {e}"));
         // The model read from the .keras file is exactly the case's: the same bytes.
-        let case: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
-        let (layers, t, f) = layers_from_case(&case);
+        let (layers, t, f) = layers_from_case(&read_case(dir));
         assert_eq!(bytes, export_onnx(&layers, t, f, &name).unwrap(), "{name}");
         let x = read_npy(&dir.join("x.npy"));
         let y = read_npy(&dir.join("y.npy"));
-        let (outs, _) = run_ort(&tmp_dir(&format!("model/{name}")), &bytes, &[x]);
-        let d = max_abs_diff(&outs[0], &y);
-        assert!(d <= TOL, "{name}: max |onnxruntime - keras| = {d:e}");
-        worst = worst.max(d);
+        let (outs, _) = run_ort(
+            &tmp_dir(&format!("model/{name}")),
+            &bytes,
+            &[x.clone(), x.concat(&x)],
+        );
+        for (o, w) in outs.iter().zip([y.clone(), y.concat(&y)]) {
+            let d = max_abs_diff(o, &w);
+            assert!(
+                d <= TOL,
+                "{name} (batch {}): max |onnxruntime - keras| = {d:e}",
+                w.shape[0]
+            );
+            worst = worst.max(d);
+        }
     }
+    assert!(grus >= 5, "only {grus} GRU layers among the exported files");
     eprintln!(
         "ONNX export of {} .keras files: max abs err {worst:.3e}",
         cases.len()
@@ -824,4 +1135,106 @@ print(json.dumps(out))
     }
     assert_eq!(tensors.len(), n + 1, "weights plus one training tensor");
     assert_eq!(tensors["training/m"][2], 10.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// masked models: the step mask computed in the graph
+
+/// `[b, t, f]` float32 input with rows `pattern` (`1` kept, `0` padded with `pad`).
+fn padded_input(rows: &[&str], f: usize, pad: f32, seed: u64) -> Tensor {
+    let t = rows[0].len();
+    let mut r = Rng(seed);
+    let mut data = Vec::with_capacity(rows.len() * t * f);
+    for row in rows {
+        for c in row.bytes() {
+            for _ in 0..f {
+                let v = r.uniform() * 2.0 - 1.0;
+                data.push(if c == b'1' { v } else { pad });
+            }
+        }
+    }
+    Tensor {
+        shape: vec![rows.len(), t, f],
+        data,
+    }
+}
+
+/// Masked models, exported and run in onnxruntime on rows padded on the right, on the left,
+/// with holes, not at all and entirely: the same outputs as the library (which the parity
+/// test holds to Keras), masked steps included. The fixtures' masked `.keras` models too.
+#[test]
+fn masked_models_match_onnxruntime_for_every_padding() {
+    use stacklstm::{Gru, Masking};
+    let _ = python();
+    let rows = [
+        "1111111", "1111000", "0001111", "1101101", "0000000", "1000000",
+    ];
+    let models = vec![
+        (
+            "masking_lstm_gru_dense",
+            Sequential::new()
+                .input_shape(7, 3)
+                .add(Masking::new(0.0))
+                .add(Lstm::new(5).return_sequences(true))
+                .add(Gru::new(4))
+                .add(Dense::new(2)),
+            0.0,
+        ),
+        (
+            "masking_sequence_output",
+            Sequential::new()
+                .input_shape(7, 3)
+                .add(Masking::new(-1.0))
+                .add(Gru::new(4).return_sequences(true).reset_after(false))
+                .add(Dense::new(3).activation(Activation::Relu))
+                .add(Lstm::new(3).return_sequences(true).use_bias(false))
+                .add(Dense::new(2)),
+            -1.0,
+        ),
+        (
+            "masking_dense_only",
+            Sequential::new()
+                .input_features(3)
+                .add(Masking::new(0.5))
+                .add(Dense::new(2)),
+            0.5,
+        ),
+    ];
+    let mut worst = 0.0f32;
+    for (name, spec, pad) in models {
+        let mut model = spec.seed(11).build().unwrap();
+        // Non-zero biases, so padded outputs are not trivially zero.
+        let w: Vec<ArrayD<f32>> = model
+            .get_weights()
+            .into_iter()
+            .map(|w| w.mapv(|v| v + 0.1))
+            .collect();
+        model.set_weights(&w).unwrap();
+        let x = padded_input(&rows, 3, pad, 5);
+        let xa = ndarray::Array3::from_shape_vec((rows.len(), 7, 3), x.data.clone()).unwrap();
+        let want = model.predict(&xa).unwrap();
+        let want = Tensor {
+            shape: want.shape().to_vec(),
+            data: want.iter().copied().collect(),
+        };
+        let bytes = export_model(&model).unwrap_or_else(|e| panic!("{name}: export: {e}"));
+        let (outs, _) = run_ort(&tmp_dir(&format!("masked/{name}")), &bytes, &[x]);
+        let d = max_abs_diff(&outs[0], &want);
+        assert!(d <= TOL, "{name}: max |onnxruntime - stacklstm| = {d:e}");
+        worst = worst.max(d);
+    }
+    let mut files = 0;
+    for case in ["masking_lstm_stack", "masking_seq_labeling"] {
+        let dir = rnn_fixtures_dir().join(case);
+        let loaded = stacklstm::load_model(dir.join("model.keras"), None).unwrap();
+        let bytes = export_model(&loaded.model).unwrap_or_else(|e| panic!("{case}: {e}"));
+        let x = read_npy(&dir.join("x.npy"));
+        let y = read_npy(&dir.join("y.npy"));
+        let (outs, _) = run_ort(&tmp_dir(&format!("masked/{case}")), &bytes, &[x]);
+        let d = max_abs_diff(&outs[0], &y);
+        assert!(d <= TOL, "{case}: max |onnxruntime - keras| = {d:e}");
+        worst = worst.max(d);
+        files += 1;
+    }
+    eprintln!("ONNX export of masked models ({files} Keras files): max abs err {worst:.3e}");
 }

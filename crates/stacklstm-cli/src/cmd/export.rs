@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 /// Arguments of `export`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model file (any format `predict` reads).
+    /// Model file (any format `predict` reads) whose layers are LSTM, GRU, Dense or Dropout.
     #[arg(long)]
     pub model: PathBuf,
     /// Architecture for weight-only files: a JSON spec or a .keras / native model file [default: none].
@@ -18,7 +18,7 @@ pub struct Args {
     pub onnx: PathBuf,
 }
 
-/// Exports the model: ONNX `LSTM` operators, opset 17, symbolic batch dimension.
+/// Exports the model: ONNX `LSTM` and `GRU` operators, opset 17, symbolic batch dimension.
 pub fn run(a: &Args) -> Result<()> {
     super::check_output(&a.onnx)?;
     let loaded = super::load(&a.model, a.arch.as_ref())?;

@@ -16,7 +16,9 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// The bytes go to a new temporary file in the same directory (`.<name>.tmp.<pid>.<n>`), which
 /// is flushed to disk (`fsync`) and then renamed over `path`. On Unix the directory is synced
 /// too (best effort), so the rename itself survives a crash. Readers see either the old file or
-/// the complete new one, never a partial write. On any error the temporary file is removed.
+/// the complete new one, never a partial write. On any error (a full disk, a file size
+/// limit) the temporary file is removed and the previous file is left as it was; temporary
+/// files of earlier saves of the same file whose process was killed are removed first.
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     let path = path.as_ref();
     let name = path.file_name().ok_or_else(|| {
@@ -29,6 +31,7 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    remove_stale_temps(&dir, name);
     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
@@ -60,6 +63,47 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Removes the temporary files an earlier save of `name` in `dir` left behind when its
+/// process was killed mid-write (`.<name>.tmp.<pid>.<n>` of a process that no longer runs).
+/// Best effort: a file that cannot be removed is left alone.
+fn remove_stale_temps(dir: &Path, name: &std::ffi::OsStr) {
+    let Some(name) = name.to_str() else {
+        return;
+    };
+    let prefix = format!(".{name}.tmp.");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some((pid, n)) = rest.split_once('.') else {
+            continue;
+        };
+        let (Ok(pid), true) = (pid.parse::<u32>(), n.bytes().all(|c| c.is_ascii_digit())) else {
+            continue;
+        };
+        if !process_alive(pid) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Whether process `pid` still runs (and so may still be writing its temporary file). Where
+/// that cannot be told, every process counts as alive, so nothing is removed.
+fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
+    }
 }
 
 /// Says what is wrong with the folder a file could not be created in, when that is the
@@ -94,6 +138,28 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "temp files left behind: {names:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn stale_temps_of_dead_processes_are_removed_on_the_next_save() {
+        let dir = std::env::temp_dir().join(format!("stacklstm_wa_stale_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("m.safetensors");
+        // A save killed mid-write (pid beyond any pid_max), one in flight in this process,
+        // another file's temp, and a look-alike that is not ours.
+        let dead = dir.join(".m.safetensors.tmp.4294967295.0");
+        let ours = dir.join(format!(".m.safetensors.tmp.{}.999", std::process::id()));
+        let other = dir.join(".n.safetensors.tmp.4294967295.0");
+        let unrelated = dir.join(".m.safetensors.tmp.notes");
+        for f in [&dead, &ours, &other, &unrelated] {
+            std::fs::write(f, b"partial").unwrap();
+        }
+        write_atomic(&p, b"model").unwrap();
+        assert!(!dead.exists(), "the dead process's temp file is removed");
+        assert!(ours.exists() && other.exists() && unrelated.exists());
+        assert_eq!(std::fs::read(&p).unwrap(), b"model");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -4,8 +4,9 @@
 //!   preprocessing and (for checkpoints) the training state.
 //! * `keras` (Cargo feature `keras`): `.keras` files and `.weights.h5` files written by
 //!   Keras 3.
-//! * [`torch`]: PyTorch `state_dict`s of `nn.LSTM` / `nn.Linear` modules saved as safetensors.
-//! * [`onnx`]: export to a standard ONNX model (`LSTM` operator).
+//! * [`torch`]: PyTorch `state_dict`s of `nn.LSTM` / `nn.GRU` / `nn.Linear` modules saved as
+//!   safetensors.
+//! * [`onnx`]: export to a standard ONNX model (`LSTM` and `GRU` operators).
 //!
 //! [`load_model`] reads any of them, detecting the format from the file's content (zip,
 //! HDF5 or safetensors signature, then the safetensors metadata), not from its extension.
@@ -76,8 +77,8 @@ pub struct LoadedModel {
 ///
 /// Written as JSON: the [`Sequential`] spec, where `name` and `seed` may be left out and each
 /// layer takes Keras' defaults for the options it does not give. For a PyTorch file a layer
-/// may name its module with `"from"` (an `nn.LSTM` with `num_layers > 1` feeds that many
-/// consecutive LSTM layers naming it):
+/// may name its module with `"from"` (an `nn.LSTM` or `nn.GRU` with `num_layers > 1` feeds
+/// that many consecutive LSTM or GRU layers naming it):
 ///
 /// ```json
 /// {"input_shape": [7, 5],

@@ -6,17 +6,28 @@
 //!   model has no fixed length), output `y`;
 //! * each layer adds its own initializers and nodes through its
 //!   [`Layer::export_onnx`](crate::layers::Layer::export_onnx) hook, written against the
-//!   [`OnnxGraph`] this module implements: an LSTM becomes one ONNX `LSTM` operator (opset 14
-//!   definition, exported under opset [`OPSET`]), a Dense layer `MatMul` (+ `Add`)
-//!   (+ activation) on the last axis, a Dropout nothing (the identity at inference); a
-//!   layer without a hook (Embedding) is an [`Error::UnsupportedFormat`] naming it;
-//! * onnxruntime only implements the `LSTM` operator's `layout = 0` (sequence-major,
-//!   `[T, batch, in]`), so the graph transposes to sequence-major before the first LSTM of a
-//!   run and back to batch-major only where a batch-major tensor is needed.
+//!   [`OnnxGraph`] this module implements: an LSTM becomes one ONNX `LSTM` operator and a GRU
+//!   one ONNX `GRU` operator (`linear_before_reset` 1 for Keras' `reset_after`, 0 for its
+//!   reset-before form; opset 14 definitions, exported under opset [`OPSET`]), a Dense layer
+//!   `MatMul` (+ `Add`) (+ activation) on the last axis, a Dropout nothing (the identity at
+//!   inference); a layer without a hook (Embedding) is an [`Error::UnsupportedFormat`]
+//!   naming it;
+//! * a `Masking` layer computes the step mask in the graph from the input; ONNX's recurrent
+//!   operators only take `sequence_lens` (padding at the end of a row), so each masked
+//!   recurrent layer gathers a row's kept steps to its front, runs with `sequence_lens` =
+//!   their count, and gathers its outputs back to Keras' positions (the carried state at
+//!   masked steps): every padding pattern is exported exactly (see
+//!   [`OnnxStepMask`]);
+//! * onnxruntime only implements the `LSTM` and `GRU` operators' `layout = 0`
+//!   (sequence-major, `[T, batch, in]`), so the graph transposes to sequence-major before the
+//!   first recurrent layer of a run and back to batch-major only where a batch-major tensor
+//!   is needed.
 //!
 //! Activations: `tanh`, `sigmoid`, `relu`, `linear` (ONNX `Affine` with alpha 1, beta 0) and
 //! `hard_sigmoid` (Keras 3: `clip(x/6 + 0.5, 0, 1)`, ONNX `HardSigmoid` alpha 1/6, beta 0.5)
-//! inside an LSTM; the same plus `softmax` (last axis) for Dense.
+//! inside an LSTM or GRU; the same plus `softmax` (last axis) for Dense. Stateful recurrent
+//! layers are refused (the graph starts every sequence from zero state); dropout is the
+//! identity at inference and exports as nothing.
 //!
 //! This module owns the graph, the protobuf encoding (a small writer of our own, `proto`)
 //! and protobuf's 2 GiB size limit; it knows no layer kind.
@@ -24,7 +35,7 @@
 mod proto;
 
 use crate::error::{Error, Result};
-use crate::layers::onnx::{OnnxAttr, OnnxGraph, OnnxLayout, OnnxValue};
+use crate::layers::onnx::{OnnxAttr, OnnxGraph, OnnxLayout, OnnxStepMask, OnnxValue};
 use crate::model::Model;
 use proto::{Dim, Msg};
 
@@ -163,6 +174,8 @@ struct GraphBuilder {
     /// Bytes of initializer data so far, and the most allowed.
     init_bytes: usize,
     max_bytes: usize,
+    /// The step mask of the value flowing through the graph.
+    step_mask: Option<OnnxStepMask>,
 }
 
 impl GraphBuilder {
@@ -206,6 +219,19 @@ impl OnnxGraph for GraphBuilder {
                 .push(proto::tensor_i64(&name, &[1], &[axis]));
         }
         name
+    }
+
+    fn add_initializer_i64(&mut self, name: &str, dims: &[usize], values: &[i64]) {
+        self.initializers
+            .push(proto::tensor_i64(name, dims, values));
+    }
+
+    fn step_mask(&self) -> Option<OnnxStepMask> {
+        self.step_mask.clone()
+    }
+
+    fn set_step_mask(&mut self, mask: Option<OnnxStepMask>) {
+        self.step_mask = mask;
     }
 
     fn add_node(
@@ -259,6 +285,7 @@ mod tests {
     use crate::layers::dense::Dense;
     use crate::layers::dropout::Dropout;
     use crate::layers::embedding::Embedding;
+    use crate::layers::gru::Gru;
     use crate::layers::lstm::Lstm;
     use crate::model::Sequential;
 
@@ -302,6 +329,42 @@ mod tests {
     }
 
     #[test]
+    fn builds_gru_models_in_both_reset_modes() {
+        let model = Sequential::new()
+            .input_shape(4, 2)
+            .add(Gru::new(3).return_sequences(true))
+            .add(Lstm::new(2).return_sequences(true))
+            .add(
+                Gru::new(2)
+                    .reset_after(false)
+                    .use_bias(false)
+                    .activation(Activation::Relu)
+                    .recurrent_activation(Activation::HardSigmoid),
+            )
+            .add(Dense::new(1))
+            .build()
+            .unwrap();
+        let m = export_model(&model).unwrap();
+        for s in [
+            "gru0/W",
+            "gru0/R",
+            "gru0/B",
+            "gru0/GRU",
+            "linear_before_reset",
+            "lstm1/LSTM",
+            "gru2/GRU",
+            "HardSigmoid",
+            "Relu",
+        ] {
+            assert!(contains(&m, s), "{s}");
+        }
+        // Without a bias the GRU has no `B` input; the three recurrent layers share one
+        // sequence-major run.
+        assert!(!contains(&m, "gru2/B"));
+        assert!(contains(&m, "gru0/to_seq_major") && !contains(&m, "gru2/to_seq_major"));
+    }
+
+    #[test]
     fn a_model_of_identities_still_has_an_output_node() {
         let model = Sequential::new()
             .input_shape(3, 2)
@@ -332,6 +395,19 @@ mod tests {
             .unwrap();
         let msg = export_model(&model).unwrap_err().to_string();
         assert!(msg.contains("stateful") && msg.contains("'carry'"), "{msg}");
+
+        let model = Sequential::new()
+            .input_shape(3, 1)
+            .add(Gru::new(2).stateful(true).name("carry_gru"))
+            .build()
+            .unwrap();
+        let err = export_model(&model).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::UnsupportedFormat { .. }), "{err:?}");
+        assert!(
+            msg.contains("stateful GRU") && msg.contains("'carry_gru'"),
+            "{msg}"
+        );
     }
 
     #[test]

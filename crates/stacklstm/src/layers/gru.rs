@@ -49,9 +49,12 @@ use crate::kernels::matmul::{sgemm, Trans};
 use crate::layers::dropout::draw_mask;
 use crate::layers::step_mask;
 use crate::layers::keras::{FromKeras, KerasConfig, REGULARIZERS};
+use crate::layers::onnx::{
+    export_recurrent, OnnxAttr, OnnxGraph, OnnxLayout, OnnxValue, RecurrentExport,
+};
 use crate::layers::{
     cache_mut, cache_ref, check_size, copy_time_major_rows, to_batch_major, to_time_major,
-    Backward, Cache, Layer, LayerConfig, OutShape, StackInput, State, Weight,
+    transpose, Backward, Cache, Layer, LayerConfig, OutShape, StackInput, State, Weight,
 };
 
 /// Specification of a GRU layer, with Keras' options and defaults.
@@ -1281,6 +1284,58 @@ impl Layer for GruLayer {
     fn final_state<'c>(&self, cache: &'c dyn Cache) -> Vec<&'c [f32]> {
         let c: &GruCache = cache_ref(cache);
         vec![c.h_last(self.spec.units)]
+    }
+
+    /// One ONNX `GRU` operator (opset 14 definition), through the shared
+    /// `export_recurrent` (sequence-major layout, stateful layers refused). ONNX's gate
+    /// order z, r, h is Keras', so the kernels are only transposed, to `W [1, 3H, D]` and
+    /// `R [1, 3H, H]`. `reset_after` is `linear_before_reset = 1`, whose candidate
+    /// `g(x·W_hᵀ + Wb_h + r ⊙ (h_p·R_hᵀ + Rb_h))` is Keras'; the bias rows become
+    /// `B = [Wb, Rb]`. Without `reset_after`, `linear_before_reset = 0` computes
+    /// `g(x·W_hᵀ + (r ⊙ h_p)·R_hᵀ + Wb_h + Rb_h)`, Keras' reset-before form with its one
+    /// bias in `Wb` and zeros in `Rb`. Without a bias, `B` is left out (ONNX's default is
+    /// zero).
+    fn export_onnx(&self, g: &mut dyn OnnxGraph, x: OnnxValue) -> Result<OnnxValue> {
+        let spec = &self.spec;
+        debug_assert!(
+            x.layout == OnnxLayout::Flat || x.width == self.input_width,
+            "layer '{}': input width",
+            self.name
+        );
+        let (d, h) = (self.input_width, spec.units);
+        let h3 = 3 * h;
+        let layer = RecurrentExport {
+            op: "GRU",
+            base: "gru",
+            name: &self.name,
+            stateful: spec.stateful,
+            return_sequences: spec.return_sequences,
+            units: h,
+            // f (the update and reset gates) and g (the candidate).
+            activations: &[
+                ("recurrent_activation", spec.recurrent_activation),
+                ("activation", spec.activation),
+            ],
+            attrs: vec![(
+                "linear_before_reset",
+                OnnxAttr::Int(i64::from(spec.reset_after)),
+            )],
+        };
+        export_recurrent(g, x, layer, |g, p| {
+            let (w, r) = (format!("{p}/W"), format!("{p}/R"));
+            g.add_initializer(&w, &[1, h3, d], &transpose(&self.kernel, d, h3))?;
+            g.add_initializer(&r, &[1, h3, h], &transpose(&self.recurrent_kernel, h, h3))?;
+            let mut names = vec![w, r];
+            if spec.use_bias {
+                // `[2, 3H]` rows input, recurrent is `[Wb, Rb]` already; `[3H]` is `Wb`.
+                let mut bb = self.bias.clone();
+                bb.resize(2 * h3, 0.0);
+                let b = format!("{p}/B");
+                g.add_initializer(&b, &[1, 2 * h3], &bb)?;
+                names.push(b);
+            }
+            Ok(names)
+        })
     }
 }
 

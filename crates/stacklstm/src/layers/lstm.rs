@@ -33,10 +33,13 @@ use crate::kernels::matmul::{sgemm, Trans};
 use crate::layers::dropout::draw_mask;
 use crate::layers::step_mask;
 use crate::layers::keras::{FromKeras, KerasConfig, REGULARIZERS};
-use crate::layers::onnx::{OnnxAttr, OnnxGraph, OnnxLayout, OnnxValue, HARD_SIGMOID};
+use crate::layers::onnx::{
+    export_recurrent, OnnxGraph, OnnxLayout, OnnxValue, RecurrentExport,
+};
 use crate::layers::{
-    cache_mut, cache_ref, check_size, copy_time_major_rows, to_batch_major, to_time_major,
-    Backward, Cache, Layer, LayerConfig, OutShape, StackInput, State, Weight,
+    cache_mut, cache_ref, check_size, copy_time_major_rows, permute_gate_blocks, to_batch_major,
+    to_time_major, transpose, Backward, Cache, Layer, LayerConfig, OutShape, StackInput, State,
+    Weight,
 };
 
 /// Specification of an LSTM layer, with Keras' options and defaults.
@@ -975,156 +978,57 @@ impl Layer for LstmLayer {
         let c: &LstmCache = cache_ref(cache);
         vec![c.h_last(self.spec.units), c.c_last(self.spec.units)]
     }
-    /// One ONNX `LSTM` operator (opset 14 definition). onnxruntime only implements
-    /// `layout = 0` (sequence-major `[T, batch, D]`), so the input is transposed to
-    /// sequence-major when it is not already (a run of LSTMs stays sequence-major). The
-    /// Keras gate blocks i, f, c, o are reordered to ONNX's i, o, f, c, the kernels
-    /// transposed to `W [1, 4H, D]` / `R [1, 4H, H]`, and the Keras bias goes into `Wb`
-    /// with zeros in `Rb`. A stateful LSTM is refused: the exported graph starts every
-    /// sequence from zero state.
+    /// One ONNX `LSTM` operator (opset 14 definition), through the shared
+    /// `export_recurrent` (sequence-major layout, stateful layers refused). The Keras gate
+    /// blocks i, f, c, o are reordered to ONNX's i, o, f, c, the kernels transposed to
+    /// `W [1, 4H, D]` / `R [1, 4H, H]`, and the Keras bias goes into `Wb` with zeros in `Rb`.
     fn export_onnx(&self, g: &mut dyn OnnxGraph, x: OnnxValue) -> Result<OnnxValue> {
         let spec = &self.spec;
-        if spec.stateful {
-            return Err(Error::UnsupportedFormat {
-                found: format!("ONNX export of stateful LSTM '{}'", self.name),
-                supported: "stateless LSTMs (each sequence starts from zero state)".into(),
-            });
-        }
-        let what = format!("layer '{}' (LSTM)", self.name);
-        if x.layout == OnnxLayout::Flat {
-            return Err(Error::config(format!(
-                "{what}: an LSTM needs a 3-D sequence input [batch, T, features], but the \
-                 previous layer outputs [batch, {}]; set return_sequences on the LSTM before it",
-                x.width
-            )));
-        }
-        debug_assert_eq!(x.width, self.input_width, "{what}: input width");
-        let (f_name, f_par) =
-            onnx_activation(&what, "recurrent_activation", spec.recurrent_activation)?;
-        let (g_name, g_par) = onnx_activation(&what, "activation", spec.activation)?;
+        debug_assert!(
+            x.layout == OnnxLayout::Flat || x.width == self.input_width,
+            "layer '{}': input width",
+            self.name
+        );
         let (d, h) = (self.input_width, spec.units);
         let h4 = 4 * h;
-
-        let p = g.layer_prefix("lstm");
-        let x = g.to_layout(x, OnnxLayout::SeqMajor, &format!("{p}/to_seq_major"))?;
-        let w_name = format!("{p}/W");
-        let r_name = format!("{p}/R");
-        let w = reorder_transpose(&self.kernel, d, h, &KERAS_BLOCK_FOR_ONNX);
-        g.add_initializer(&w_name, &[1, h4, d], &w)?;
-        let r = reorder_transpose(&self.recurrent_kernel, h, h, &KERAS_BLOCK_FOR_ONNX);
-        g.add_initializer(&r_name, &[1, h4, h], &r)?;
-        let mut inputs = vec![x.name, w_name, r_name];
-        if spec.use_bias {
-            // `B` is `[Wb, Rb]`: the Keras bias, then zeros.
-            let mut bb = vec![0.0f32; 2 * h4];
-            for (og, &kg) in KERAS_BLOCK_FOR_ONNX.iter().enumerate() {
-                bb[og * h..(og + 1) * h].copy_from_slice(&self.bias[kg * h..(kg + 1) * h]);
+        let layer = RecurrentExport {
+            op: "LSTM",
+            base: "lstm",
+            name: &self.name,
+            stateful: spec.stateful,
+            return_sequences: spec.return_sequences,
+            units: h,
+            // f (the gates), g (the cell input) and h (the cell output).
+            activations: &[
+                ("recurrent_activation", spec.recurrent_activation),
+                ("activation", spec.activation),
+                ("activation", spec.activation),
+            ],
+            attrs: Vec::new(),
+        };
+        export_recurrent(g, x, layer, |g, p| {
+            let to_onnx = |m: &[f32], rows: usize| {
+                permute_gate_blocks(&transpose(m, rows, h4), h, rows, &KERAS_BLOCK_FOR_ONNX)
+            };
+            let (w, r) = (format!("{p}/W"), format!("{p}/R"));
+            g.add_initializer(&w, &[1, h4, d], &to_onnx(&self.kernel, d))?;
+            g.add_initializer(&r, &[1, h4, h], &to_onnx(&self.recurrent_kernel, h))?;
+            let mut names = vec![w, r];
+            if spec.use_bias {
+                // `B` is `[Wb, Rb]`: the Keras bias, then zeros.
+                let mut bb = permute_gate_blocks(&self.bias, h, 1, &KERAS_BLOCK_FOR_ONNX);
+                bb.resize(2 * h4, 0.0);
+                let b = format!("{p}/B");
+                g.add_initializer(&b, &[1, 2 * h4], &bb)?;
+                names.push(b);
             }
-            let b_name = format!("{p}/B");
-            g.add_initializer(&b_name, &[1, 2 * h4], &bb)?;
-            inputs.push(b_name);
-        }
-
-        let mut attrs: Vec<(&'static str, OnnxAttr)> = vec![
-            ("hidden_size", OnnxAttr::Int(h as i64)),
-            ("direction", OnnxAttr::Str("forward".into())),
-            (
-                "activations",
-                OnnxAttr::Strs(vec![f_name.into(), g_name.into(), g_name.into()]),
-            ),
-        ];
-        // onnxruntime hands activation_alpha/beta out in order to the activations that take
-        // parameters; the ONNX text can also be read as one entry per activation. Since g and
-        // h are the same function, the lists below mean the same under both readings.
-        let params: Option<Vec<(f32, f32)>> = match (f_par, g_par) {
-            (Some(f), Some(g)) => Some(vec![f, g, g]),
-            (None, Some(g)) => Some(vec![g, g, g]),
-            (Some(f), None) => Some(vec![f]),
-            (None, None) => None,
-        };
-        if let Some(p) = params {
-            attrs.push((
-                "activation_alpha",
-                OnnxAttr::Floats(p.iter().map(|x| x.0).collect()),
-            ));
-            attrs.push((
-                "activation_beta",
-                OnnxAttr::Floats(p.iter().map(|x| x.1).collect()),
-            ));
-        }
-
-        let node = format!("{p}/LSTM");
-        let (outputs, squeeze_axis, layout) = if spec.return_sequences {
-            (vec![format!("{node}:Y")], 1, OnnxLayout::SeqMajor)
-        } else {
-            (
-                vec![String::new(), format!("{node}:Y_h")],
-                0,
-                OnnxLayout::Flat,
-            )
-        };
-        let produced = outputs.last().cloned().unwrap_or_default();
-        g.add_node(node, "LSTM", inputs, outputs, attrs);
-
-        // Y [T, 1, B, H] -> [T, B, H]; Y_h [1, B, H] -> [B, H].
-        let axes = g.axes(squeeze_axis);
-        let sq = format!("{p}/squeeze");
-        let out = format!("{sq}:0");
-        g.add_node(
-            sq,
-            "Squeeze",
-            vec![produced, axes],
-            vec![out.clone()],
-            vec![],
-        );
-        Ok(OnnxValue {
-            name: out,
-            layout,
-            width: h,
+            Ok(names)
         })
     }
 }
 
 /// ONNX block `k` (gates i, o, f, c) is Keras block `KERAS_BLOCK_FOR_ONNX[k]` (i, f, c, o).
 const KERAS_BLOCK_FOR_ONNX: [usize; 4] = [0, 3, 1, 2];
-
-/// Transposes a Keras `[rows, 4h]` matrix into ONNX's `[4h, rows]` with the gate blocks
-/// reordered: output block `og` is Keras block `order[og]`.
-fn reorder_transpose(m: &[f32], rows: usize, h: usize, order: &[usize; 4]) -> Vec<f32> {
-    let cols = 4 * h;
-    let mut out = vec![0.0f32; cols * rows];
-    for (og, &kg) in order.iter().enumerate() {
-        for u in 0..h {
-            let dst_row = og * h + u;
-            let src_col = kg * h + u;
-            for j in 0..rows {
-                out[dst_row * rows + j] = m[j * cols + src_col];
-            }
-        }
-    }
-    out
-}
-
-/// The ONNX `LSTM` activation name of `a` and its (alpha, beta), if it takes any.
-fn onnx_activation(
-    what: &str,
-    field: &str,
-    a: Activation,
-) -> Result<(&'static str, Option<(f32, f32)>)> {
-    Ok(match a {
-        Activation::Tanh => ("Tanh", None),
-        Activation::Sigmoid => ("Sigmoid", None),
-        Activation::Relu => ("Relu", None),
-        Activation::Linear => ("Affine", Some((1.0, 0.0))),
-        Activation::HardSigmoid => ("HardSigmoid", Some(HARD_SIGMOID)),
-        Activation::Softmax => {
-            return Err(Error::UnsupportedFormat {
-                found: format!("{field} 'softmax' in {what} for ONNX export"),
-                supported: "tanh, sigmoid, relu, linear, hard_sigmoid".into(),
-            })
-        }
-    })
-}
 
 #[cfg(test)]
 mod tests {
@@ -1539,7 +1443,7 @@ mod tests {
     fn onnx_gate_reorder_and_transpose() {
         // D 2, H 1: Keras kernel [2, 4], columns i f c o.
         let k = [1.0, 2.0, 3.0, 4.0, 10.0, 20.0, 30.0, 40.0];
-        let w = reorder_transpose(&k, 2, 1, &KERAS_BLOCK_FOR_ONNX);
+        let w = permute_gate_blocks(&transpose(&k, 2, 4), 1, 2, &KERAS_BLOCK_FOR_ONNX);
         // ONNX W [4, 2], rows i o f c.
         assert_eq!(w, vec![1.0, 10.0, 4.0, 40.0, 2.0, 20.0, 3.0, 30.0]);
     }

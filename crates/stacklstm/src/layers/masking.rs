@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::init::Rng;
 use crate::layers::keras::{FromKeras, KerasConfig};
+use crate::layers::onnx::{OnnxAttr, OnnxGraph, OnnxLayout, OnnxStepMask, OnnxValue};
 use crate::layers::{
     cache_mut, cache_ref, Backward, Cache, Layer, LayerConfig, OutShape, StackInput, State,
     Weight,
@@ -181,6 +182,11 @@ impl Layer for MaskingLayer {
     fn output<'c>(&self, cache: &'c dyn Cache) -> &'c [f32] {
         &cache_ref::<MaskingCache>(cache).y
     }
+    /// The mask computed in the graph from the input (see [`OnnxStepMask`]); the recurrent
+    /// layers above read it.
+    fn export_onnx(&self, g: &mut dyn OnnxGraph, x: OnnxValue) -> Result<OnnxValue> {
+        self.export(g, x)
+    }
     fn backward(&self, pass: Backward<'_>) {
         let c: &MaskingCache = cache_ref(pass.cache);
         if let Some(dx) = pass.dx {
@@ -191,6 +197,130 @@ impl Layer for MaskingLayer {
                 dx[row * w..(row + 1) * w].fill(0.0);
             }
         }
+    }
+}
+
+/// ONNX `Cast` targets.
+const ONNX_FLOAT: i64 = 1;
+const ONNX_INT32: i64 = 6;
+const ONNX_INT64: i64 = 7;
+
+impl MaskingLayer {
+    /// `op(inputs)` as node `{p}/{tag}` with one output, returned.
+    fn node(
+        g: &mut dyn OnnxGraph,
+        p: &str,
+        tag: &str,
+        op: &'static str,
+        inputs: &[&str],
+        attrs: Vec<(&'static str, OnnxAttr)>,
+    ) -> String {
+        let out = format!("{p}/{tag}:0");
+        g.add_node(
+            format!("{p}/{tag}"),
+            op,
+            inputs.iter().map(|s| s.to_string()).collect(),
+            vec![out.clone()],
+            attrs,
+        );
+        out
+    }
+
+    /// `[B, T]` to sequence-major `[T, B, 1]`.
+    fn seq_major(g: &mut dyn OnnxGraph, p: &str, tag: &str, v: &str) -> String {
+        let perm = vec![("perm", OnnxAttr::Ints(vec![1, 0]))];
+        let t = Self::node(g, p, &format!("{tag}_tb"), "Transpose", &[v], perm);
+        let axes = g.axes(2);
+        Self::node(g, p, tag, "Unsqueeze", &[&t, &axes], vec![])
+    }
+}
+
+impl MaskingLayer {
+    /// The mask and the step bookkeeping of [`OnnxStepMask`] from the model input, and the
+    /// input with its masked steps zeroed. The mask is computed in the graph from the data,
+    /// as Keras does, so any padding pattern (left, right, holes) is exported exactly.
+    fn export(&self, g: &mut dyn OnnxGraph, x: OnnxValue) -> Result<OnnxValue> {
+        let p = g.layer_prefix("masking");
+        let x = g.to_layout(x, OnnxLayout::BatchMajor, &format!("{p}/to_batch_major"))?;
+        let f32s = |g: &mut dyn OnnxGraph, tag: &str, v: f32| -> Result<String> {
+            let name = format!("{p}/{tag}");
+            g.add_initializer(&name, &[], &[v])?;
+            Ok(name)
+        };
+        let value = f32s(g, "mask_value", self.spec.mask_value)?;
+        let (zero, one) = (f32s(g, "zero", 0.0)?, f32s(g, "one", 1.0)?);
+        // Keys that sort the kept steps first, in order: exact in f32 up to 2^22 steps.
+        let big = f32s(g, "big", (1u32 << 23) as f32)?;
+        let time_axis = format!("{p}/time_axis");
+        g.add_initializer_i64(&time_axis, &[], &[1]);
+        let n = |g: &mut dyn OnnxGraph, tag: &str, op, inputs: &[&str], attrs| {
+            Self::node(g, &p, tag, op, inputs, attrs)
+        };
+        let cast = |to: i64| vec![("to", OnnxAttr::Int(to))];
+
+        // keep [B, T]: 1 where any feature differs from mask_value.
+        let eq = n(g, "equal", "Equal", &[&x.name, &value], vec![]);
+        let ne = n(g, "not", "Not", &[&eq], vec![]);
+        let nef = n(g, "differs", "Cast", &[&ne], cast(ONNX_FLOAT));
+        let reduce = vec![
+            ("axes", OnnxAttr::Ints(vec![2])),
+            ("keepdims", OnnxAttr::Int(0)),
+        ];
+        let keep = n(g, "keep", "ReduceMax", &[&nef], reduce);
+        // The output: x with the masked steps zeroed.
+        let axes2 = g.axes(2);
+        let keep3 = n(g, "keep3", "Unsqueeze", &[&keep, &axes2], vec![]);
+        let y = n(g, "output", "Mul", &[&x.name, &keep3], vec![]);
+        // lens [B]: kept steps per row.
+        let axes1 = g.axes(1);
+        let keepdims0 = vec![("keepdims", OnnxAttr::Int(0))];
+        let lens_f = n(g, "lens_f", "ReduceSum", &[&keep, &axes1], keepdims0);
+        let lens = n(g, "lens", "Cast", &[&lens_f], cast(ONNX_INT32));
+        // count [B, T]: kept steps up to and including t; pos [B, T]: t + 1.
+        let count = n(g, "count", "CumSum", &[&keep, &time_axis], vec![]);
+        let zeros = n(g, "zeros", "Mul", &[&keep, &zero], vec![]);
+        let ones = n(g, "ones", "Add", &[&zeros, &one], vec![]);
+        let pos = n(g, "pos", "CumSum", &[&ones, &time_axis], vec![]);
+        // order: the steps sorted by key = keep * 2^23 - (t + 1), largest first.
+        let scaled = n(g, "scaled", "Mul", &[&keep, &big], vec![]);
+        let key = n(g, "key", "Sub", &[&scaled, &pos], vec![]);
+        let shape = n(g, "shape", "Shape", &[&keep], vec![]);
+        // Shape[1:2], the number of steps (`axes1`/`axes2` hold the int64s 1 and 2).
+        let steps = n(g, "steps", "Slice", &[&shape, &axes1, &axes2], vec![]);
+        let topk = format!("{p}/order_bt");
+        let order_bt = format!("{topk}:1");
+        g.add_node(
+            topk.clone(),
+            "TopK",
+            vec![key, steps],
+            vec![format!("{topk}:0"), order_bt.clone()],
+            vec![
+                ("axis", OnnxAttr::Int(1)),
+                ("largest", OnnxAttr::Int(1)),
+                ("sorted", OnnxAttr::Int(1)),
+            ],
+        );
+        let order = Self::seq_major(g, &p, "order", &order_bt);
+        // last_kept = max(count - 1, 0); seen = min(count, 1).
+        let less = n(g, "count_less", "Sub", &[&count, &one], vec![]);
+        let clamped = n(g, "last_kept_f", "Max", &[&less, &zero], vec![]);
+        let last_bt = n(g, "last_kept_bt", "Cast", &[&clamped], cast(ONNX_INT64));
+        let last_kept = Self::seq_major(g, &p, "last_kept", &last_bt);
+        let seen_bt = n(g, "seen_bt", "Min", &[&count, &one], vec![]);
+        let seen = Self::seq_major(g, &p, "seen", &seen_bt);
+        let keep_seq = Self::seq_major(g, &p, "keep_seq", &keep);
+        g.set_step_mask(Some(OnnxStepMask {
+            order,
+            lens,
+            last_kept,
+            seen,
+            keep: keep_seq,
+        }));
+        Ok(OnnxValue {
+            name: y,
+            layout: OnnxLayout::BatchMajor,
+            width: x.width,
+        })
     }
 }
 

@@ -33,9 +33,11 @@
 //! `lib.rs` (as for `Lstm`) is an optional shortcut.
 //!
 //! The PyTorch import (`io::torch`) is the one place that still names kinds: it maps
-//! `nn.LSTM` / `nn.Linear` tensors onto LSTM and Dense specs (Dropout takes none) and
-//! refuses any other kind in an architecture with an error, so a new layer is not
-//! importable from a PyTorch `state_dict` until a mapping is written there.
+//! `nn.LSTM` / `nn.GRU` / `nn.Linear` tensors onto LSTM, GRU and Dense specs (converting
+//! PyTorch's gate order and layouts to Keras'; Dropout takes none) and refuses any other
+//! kind in an architecture with an error, so a new layer is not importable from a PyTorch
+//! `state_dict` until a mapping is written there. The gate-block helpers
+//! (`permute_gate_blocks`, `transpose`) below serve it and the recurrent layers' ONNX hooks.
 //!
 //! # Masks
 //! A `Masking` or `Embedding(mask_zero)` first layer makes a step mask from the model
@@ -645,6 +647,34 @@ pub(crate) fn copy_time_major_rows(
     }
 }
 
+/// Transposes a row-major `[r, c]` matrix into `[c, r]`.
+pub(crate) fn transpose(m: &[f32], r: usize, c: usize) -> Vec<f32> {
+    debug_assert_eq!(m.len(), r * c);
+    let mut out = vec![0.0; m.len()];
+    for i in 0..r {
+        for j in 0..c {
+            out[j * r + i] = m[i * c + j];
+        }
+    }
+    out
+}
+
+/// Reorders the gate blocks of a row-major `[order.len() * h, inner]` matrix (a vector when
+/// `inner` is 1) along its first axis: output block `k` is input block `order[k]`.
+///
+/// Recurrent layers keep their gates as `h`-wide blocks in a library's own order (Keras
+/// i, f, c, o and z, r, h; PyTorch i, f, g, o and r, z, n; ONNX i, o, f, c and z, r, h);
+/// converting between them is this plus [`transpose`].
+pub(crate) fn permute_gate_blocks(m: &[f32], h: usize, inner: usize, order: &[usize]) -> Vec<f32> {
+    let block = h * inner;
+    debug_assert_eq!(m.len(), order.len() * block);
+    let mut out = Vec::with_capacity(m.len());
+    for &src in order {
+        out.extend_from_slice(&m[src * block..(src + 1) * block]);
+    }
+    out
+}
+
 #[cfg(test)]
 pub(crate) mod test_util {
     use crate::init::Rng;
@@ -683,6 +713,29 @@ pub(crate) mod test_util {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transpose_and_gate_block_permutation() {
+        assert_eq!(
+            transpose(&[1., 2., 3., 4., 5., 6.], 2, 3),
+            vec![1., 4., 2., 5., 3., 6.]
+        );
+        assert_eq!(transpose(&[], 0, 3), Vec::<f32>::new());
+        // Three blocks of h = 2 rows, 1 column each: [a a | b b | c c] -> [b b | a a | c c].
+        let v = [1., 2., 3., 4., 5., 6.];
+        assert_eq!(
+            permute_gate_blocks(&v, 2, 1, &[1, 0, 2]),
+            vec![3., 4., 1., 2., 5., 6.]
+        );
+        // Blocks of 1 row x 2 columns: whole rows move.
+        assert_eq!(
+            permute_gate_blocks(&v, 1, 2, &[2, 0, 1]),
+            vec![5., 6., 1., 2., 3., 4.]
+        );
+        // A swap of two blocks is its own inverse.
+        let once = permute_gate_blocks(&v, 2, 1, &[1, 0, 2]);
+        assert_eq!(permute_gate_blocks(&once, 2, 1, &[1, 0, 2]), v.to_vec());
+    }
 
     #[test]
     fn every_registered_keras_class_reads_into_its_own_kind() {
