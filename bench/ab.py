@@ -10,10 +10,14 @@ faster).
   python3 bench/ab.py --before /tmp/stacklstm-before --after /tmp/stacklstm-after \\
       --peer torch --workloads ts,deep4,charrnn --rounds 3
 
-Peers, workloads and the Python environment are found as by bench/compare.py.
+Peers, workloads and the Python environment are found as by bench/compare.py; with
+--workloads-json bench/workloads-rnn.json (GRU, bidirectional, variable-length workloads) the
+peer is the project's bench/bench_torch_rnn.py, as there. A binary from before
+`--workloads-json` is run with its own flags.
 """
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -33,13 +37,16 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--peers-dir", default=compare.find_up(os.path.join("shared", "bench", "peers")))
-    ap.add_argument("--workloads-json", default=compare.find_up(os.path.join("shared", "bench", "workloads.json")))
+    ap.add_argument("--workloads-json", default=compare.find_up(os.path.join("shared", "bench", "workloads.json")),
+                    help="the workload table (default: the shared one)")
     ap.add_argument("--python", default=os.path.join(
         os.environ.get("PEERS_VENV", os.path.expanduser("~/.cache/peers-venv")), "bin", "python"))
     args = ap.parse_args()
     args.workloads_json = os.path.abspath(args.workloads_json)
     args.peers_dir = os.path.abspath(args.peers_dir)
     metrics = [m for m in args.metrics.split(",") if m]
+    with open(args.workloads_json) as f:
+        args.peer_script = compare.peer_script(args.peer, args.peers_dir, json.load(f))
 
     def ours(binary):
         def run(a, name, tmp):
@@ -48,14 +55,17 @@ def main():
         return run
 
     runners = [("before", ours(args.before)), ("after", ours(args.after)), ("peer", compare.run_peer)]
-    recs = {}
+    recs, errors = {}, {}
     with tempfile.TemporaryDirectory(prefix="ab-") as tmp:
         for name in [n for n in args.workloads.split(",") if n]:
             for r in range(args.rounds):
                 order = runners[r % 3:] + runners[:r % 3]
                 for who, fn in order:
                     compare.log(f"[ab] {name} round {r + 1}/{args.rounds}: {who}")
-                    for rec in fn(args, name, tmp)["records"]:
+                    d = fn(args, name, tmp)
+                    for e in d.get("errors", []):
+                        errors.setdefault((name, who), e["error"])
+                    for rec in d["records"]:
                         if not metrics or rec["metric"] in metrics:
                             recs.setdefault((name, rec["metric"]), {}).setdefault(who, []).append(rec)
 
@@ -71,6 +81,8 @@ def main():
         print(f"| {name} | {metric} | {unit} | {med['before']:,.0f} | {med['after']:,.0f} | "
               f"{med['peer']:,.0f} | {faster(med['after'], med['before']):.3f} | "
               f"{faster(med['before'], med['peer']):.2f}x | {faster(med['after'], med['peer']):.2f}x |")
+    for (name, who), e in errors.items():
+        print(f"- {name}: {who} failed: {e}")
 
 
 if __name__ == "__main__":

@@ -10,11 +10,17 @@ table gives the median over rounds and the ratio of medians (> 1: stacklstm is f
   python3 bench/compare.py --peer onnxruntime --workloads seed,ts --markdown results.md
   python3 bench/compare.py --peer torch --memory          # also peak training memory
   python3 bench/compare.py --peer torch --readme README.md  # refresh the README's table
+  python3 bench/compare.py --peer torch --workloads-json bench/workloads-rnn.json \
+      --workloads ts-gru,charrnn-gru                        # the project's GRU workloads
 
 The peer scripts are used as they are from the shared peers folder (default
 ../shared/bench/peers from the repository root), run with the peers' virtual environment
-(PEERS_VENV, default ~/.cache/peers-venv). Build ours first: cargo build --release.
+(PEERS_VENV, default ~/.cache/peers-venv). A workload table that uses the project's
+extensions of the schema (`cell`, `bidirectional`, `input.lengths`: bench/workloads-rnn.json)
+is run by the PyTorch peer in this folder, bench/bench_torch_rnn.py, which reads them; the
+shared scripts would ignore them. Build ours first: cargo build --release.
 The contention guard of both harnesses is shared through the BENCH_* variables.
+A workload that fails on one side is listed under the table with its error.
 """
 
 import argparse
@@ -48,37 +54,92 @@ PEERS = {
     "keras-jax": ["bench_keras.py", "--backend", "jax"],
     "onnxruntime": ["bench_ort.py"],
 }
+# The peers that read the project's extensions of the schema: scripts in this folder.
+PEERS_EXTENDED = {
+    "torch": ["bench_torch_rnn.py"],
+    "torch-nomkldnn": ["bench_torch_rnn.py", "--no-mkldnn"],
+}
+EXTENSIONS = ("cell", "bidirectional", "lengths")
+
+
+def extensions_used(spec):
+    """The schema extensions a workload table uses (sorted)."""
+    used = set()
+    for w in spec["workloads"].values():
+        if "lengths" in w.get("input", {}):
+            used.add("lengths")
+        for layer in w.get("lstm", []):
+            used.update(k for k in ("cell", "bidirectional") if k in layer)
+    return sorted(used)
+
+
+def peer_script(peer, peers_dir, spec):
+    """The peer's command (script path and arguments) for a workload table."""
+    used = extensions_used(spec)
+    if not used:
+        script, *extra = PEERS[peer]
+        return [os.path.join(peers_dir, script), *extra]
+    if peer not in PEERS_EXTENDED:
+        raise SystemExit(f"the workload table uses {', '.join(used)}, which only the peers "
+                         f"{', '.join(sorted(PEERS_EXTENDED))} read; {peer} would run other models")
+    script, *extra = PEERS_EXTENDED[peer]
+    return [os.path.join(REPO, "bench", script), *extra]
 
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
+_TABLE_FLAG = {}
+
+
+def table_flags(binary, table, workload):
+    """`stacklstm bench` arguments naming the table and the workload. Builds before
+    `--workloads-json` took `--workloads FILE --workload NAME` (bench/ab.py runs old ones)."""
+    if binary not in _TABLE_FLAG:
+        r = subprocess.run([binary, "bench", "--help"], capture_output=True, text=True)
+        _TABLE_FLAG[binary] = "--workloads-json" in r.stdout
+    if _TABLE_FLAG[binary]:
+        return ["--workloads-json", table, "--workloads", workload]
+    return ["--workloads", table, "--workload", workload]
+
+
+def load_run(who, cmd, out, r):
+    """The records a harness wrote, or an error payload when it wrote none. A workload
+    that fails is in the payload's `errors` (both harnesses write the file anyway)."""
+    if os.path.exists(out):
+        with open(out) as f:
+            d = json.load(f)
+        os.remove(out)
+        return d
+    tail = (r.stderr or "").strip().splitlines()[-1:] or [f"exit code {r.returncode}"]
+    raise SystemExit(f"[compare] {who}: {' '.join(cmd)} wrote no results: {tail[0]}")
+
+
 def run_ours(args, workload, tmp):
     out = os.path.join(tmp, "ours.json")
-    cmd = [args.stacklstm, "bench", "--workload", workload, "--workloads", args.workloads_json,
+    cmd = [args.stacklstm, "bench", *table_flags(args.stacklstm, args.workloads_json, workload),
            "--repeats", "1", "--scale", str(args.scale), "--json", "--out", out]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    with open(out) as f:
-        return json.load(f)
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return load_run("stacklstm", cmd, out, r)
 
 
 def run_peer(args, workload, tmp):
     out = os.path.join(tmp, "peer.json")
-    script, *extra = PEERS[args.peer]
-    cmd = [args.python, os.path.join(args.peers_dir, script), *extra, "--out", out,
+    cmd = [args.python, *args.peer_script, "--out", out,
            "--workloads", workload, "--repeats", "1", "--scale", str(args.scale)]
     env = dict(os.environ, WORKLOADS_JSON=args.workloads_json, PYTHONDONTWRITEBYTECODE="1",
+               PEERS_DIR=args.peers_dir,
                TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    with open(out) as f:
-        return json.load(f)
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    return load_run(args.peer, cmd, out, r)
 
 
 PEER_MEMORY = r"""
-import json, sys, torch
-sys.path.insert(0, sys.argv[1])
-import common, bench_torch
+import importlib, json, os, sys, torch
+sys.path.insert(0, sys.argv[1]); sys.path.insert(0, os.path.dirname(sys.argv[4]))
+script = importlib.import_module(os.path.basename(sys.argv[4])[:-3])
+import common
 torch.set_num_threads(common.THREADS); torch.set_num_interop_threads(1)
 def kib(field):
     for line in open('/proc/self/status'):
@@ -86,7 +147,8 @@ def kib(field):
             return int(line.split()[1]) * 1024
 spec = common.load_workloads(); w = spec['workloads'][sys.argv[2]]; c = w['measure']['train']
 scale = float(sys.argv[3])
-ad = bench_torch.TorchAdapter(mkldnn=True); model = ad.build(w, sys.argv[2])
+adapter = getattr(script, 'TorchRnnAdapter', None) or script.TorchAdapter
+ad = adapter(mkldnn=True); model = ad.build(w, sys.argv[2])
 x, y = common.make_batch(w, c['batch'])
 open('/proc/self/clear_refs', 'w').write('5'); rss0 = kib('VmRSS:')
 n = max(1, round(c['warmup_steps'] * scale)) + max(1, round(c['steps'] * scale))
@@ -97,9 +159,9 @@ print(json.dumps({'peak_rss_mib': peak / 2**20, 'rss_growth_mib': (peak - rss0) 
 
 
 def peer_memory(args, workload):
-    env = dict(os.environ, WORKLOADS_JSON=args.workloads_json)
-    r = subprocess.run([args.python, "-c", PEER_MEMORY, args.peers_dir, workload, str(args.scale)],
-                       check=True, capture_output=True, text=True, env=env)
+    env = dict(os.environ, WORKLOADS_JSON=args.workloads_json, PEERS_DIR=args.peers_dir)
+    r = subprocess.run([args.python, "-c", PEER_MEMORY, args.peers_dir, workload, str(args.scale),
+                        args.peer_script[0]], check=True, capture_output=True, text=True, env=env)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -128,7 +190,9 @@ def main():
     ap.add_argument("--scale", type=float, default=1.0, help="multiply steps/calls (smoke tests)")
     ap.add_argument("--memory", action="store_true", help="also compare peak training memory (torch only)")
     ap.add_argument("--peers-dir", default=find_up(os.path.join("shared", "bench", "peers")))
-    ap.add_argument("--workloads-json", default=find_up(os.path.join("shared", "bench", "workloads.json")))
+    ap.add_argument("--workloads-json", default=find_up(os.path.join("shared", "bench", "workloads.json")),
+                    help="the workload table (default: the shared one); bench/workloads-rnn.json "
+                         "for the GRU, bidirectional and variable-length workloads")
     ap.add_argument("--python", default=os.path.join(
         os.environ.get("PEERS_VENV", os.path.expanduser("~/.cache/peers-venv")), "bin", "python"))
     ap.add_argument("--stacklstm", default=os.path.join(REPO, "target", "release", "stacklstm"))
@@ -141,12 +205,17 @@ def main():
     args.peers_dir = os.path.abspath(args.peers_dir)
     with open(args.workloads_json) as f:
         spec = json.load(f)
+    args.peer_script = peer_script(args.peer, args.peers_dir, spec)
     names = [n for n in args.workloads.split(",") if n] or list(spec["workloads"])
+    unknown = [n for n in names if n not in spec["workloads"]]
+    if unknown:
+        raise SystemExit(f"no workload named {', '.join(unknown)} in {args.workloads_json}; "
+                         f"available: {', '.join(spec['workloads'])}")
     if args.peer == "onnxruntime":
         names = [n for n in names if any(k.startswith("infer") for k in spec["workloads"][n]["measure"])]
 
     ours, peer, meta = {}, {}, {}
-    mem = {}
+    mem, errors = {}, {}
     with tempfile.TemporaryDirectory(prefix="compare-") as tmp:
         for name in names:
             for r in range(args.rounds):
@@ -157,11 +226,15 @@ def main():
                     log(f"[compare] {name} round {r + 1}/{args.rounds}: {who}")
                     d = fn(args, name, tmp)
                     meta[who] = {"meta": d.get("meta"), "machine": d.get("machine")}
+                    for e in d.get("errors", []):
+                        errors.setdefault((e["workload"], who), e["error"])
+                        log(f"[compare] {name}: {who} failed: {e['error']}")
                     for rec in d["records"]:
                         (ours if who == "ours" else peer).setdefault(key(rec), []).append(rec)
                         if who == "ours" and rec["metric"] == "train":
                             mem.setdefault(name, {})["ours"] = rec.get("memory")
-            if args.memory and args.peer == "torch" and "train" in spec["workloads"][name]["measure"]:
+            if (args.memory and args.peer == "torch" and "train" in spec["workloads"][name]["measure"]
+                    and (name, "peer") not in errors):
                 log(f"[compare] {name}: peer training memory")
                 mem.setdefault(name, {})["peer"] = peer_memory(args, name)
 
@@ -185,9 +258,11 @@ def main():
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     cpu = (meta.get("ours", {}).get("machine") or {}).get("cpu_model")
     versions = (meta.get("peer", {}).get("meta") or {}).get("versions", {})
+    table = os.path.basename(args.workloads_json)
     head = (f"stacklstm {((meta.get('ours', {}).get('meta') or {}).get('versions') or {}).get('stacklstm')} vs "
             f"{args.peer} ({', '.join(f'{k} {v}' for k, v in versions.items())}); {date}; {cpu}, "
-            f"{os.cpu_count()} logical CPUs; {args.rounds} alternating rounds, medians; scale {args.scale}")
+            f"{os.cpu_count()} logical CPUs; {args.rounds} alternating rounds, medians; scale {args.scale}"
+            + ("" if table == "workloads.json" else f"; workloads from {table}"))
     lines = [head, "",
              "| workload | metric | unit | stacklstm | " + args.peer + " | speed-up (>1: stacklstm faster) |",
              "|---|---|---|---:|---:|---:|"]
@@ -206,6 +281,9 @@ def main():
     if mem_rows:
         lines += ["", "| workload | training memory | stacklstm MiB | " + args.peer + " MiB | ours / peer |",
                   "|---|---|---:|---:|---:|"] + mem_rows
+    if errors:
+        lines += [""] + [f"- {name}: {'stacklstm' if who == 'ours' else args.peer} failed: {e}"
+                         for (name, who), e in errors.items()]
     text = "\n".join(lines)
     print(text)
     if args.markdown:
@@ -216,6 +294,8 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"peer": args.peer, "date": date, "platform": platform.platform(), "rows": rows,
+                       "workloads_json": args.workloads_json,
+                       "errors": [{"workload": n, "side": w, "error": e} for (n, w), e in errors.items()],
                        "memory": mem, "meta": meta, "ours_records": [r for v in ours.values() for r in v],
                        "peer_records": [r for v in peer.values() for r in v]}, f, indent=1)
 

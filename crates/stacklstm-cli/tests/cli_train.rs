@@ -273,6 +273,281 @@ fn text_train_generate_evaluate() {
     assert!(ppl > 1.0 && ppl < vocab.len() as f64 * 2.0, "{ppl}");
 }
 
+/// The kinds of the layers of a saved native model.
+fn saved_kinds(p: &Path) -> Vec<String> {
+    let file = stacklstm::io::native::load(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    file.model
+        .layers()
+        .iter()
+        .map(|l| l.kind().to_string())
+        .collect()
+}
+
+/// The cells of the summary row of the layer called `name`:
+/// `│ gru (GRU) │ (None, 8, 6) │ 180 │` gives `["gru (GRU)", "(None, 8, 6)", "180"]`.
+fn summary_row(summary: &str, name: &str) -> Vec<String> {
+    let cells = |l: &str| -> Vec<String> {
+        l.split('│')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    summary
+        .lines()
+        .map(cells)
+        .find(|c| {
+            c.first()
+                .is_some_and(|c| c.starts_with(&format!("{name} (")))
+        })
+        .unwrap_or_else(|| panic!("no row {name} in\n{summary}"))
+}
+
+#[test]
+fn bidirectional_series_models_count_like_keras_and_text_models_refuse_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write(d, "s.csv", sine_csv(200));
+    let train = |extra: &[&str], out: &str| {
+        let mut args = vec![
+            "train",
+            "series",
+            "--data",
+            "s.csv",
+            "--target",
+            "temp",
+            "--date-column",
+            "date",
+            "--window",
+            "8",
+            "--layers",
+            "6,5",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--out",
+        ];
+        args.push(out);
+        args.extend_from_slice(extra);
+        run_in(d, &args)
+    };
+    // Bare --bidirectional merges by concat; Keras' counts: 2 x 4·6·(2 + 6 + 1), then
+    // 2 x 4·5·(12 + 5 + 1) on the 12-wide concat, then the Dense on 10.
+    let out = train(&["--bidirectional"], "b.safetensors");
+    let report = ok(&out);
+    let summary = String::from_utf8_lossy(&out.stderr);
+    for (name, shape, params) in [
+        ("bidirectional", "(None, 8, 12)", "432"),
+        ("bidirectional_1", "(None, 10)", "720"),
+        ("dense", "(None, 1)", "11"),
+    ] {
+        let kind = if name == "dense" {
+            "Dense"
+        } else {
+            "Bidirectional"
+        };
+        assert_eq!(
+            summary_row(&summary, name),
+            [&format!("{name} ({kind})"), shape, params]
+        );
+    }
+    assert!(
+        report.contains("  stacked Bidirectional(LSTM) "),
+        "{report}"
+    );
+    assert_eq!(
+        saved_kinds(&d.join("b.safetensors")),
+        ["Bidirectional", "Bidirectional", "Dense"]
+    );
+    // A merge by sum around GRUs: 2 x (3·6·(2 + 6) + 2·18), then on the 6-wide sum.
+    let out = train(
+        &["--bidirectional", "sum", "--cell", "gru"],
+        "g.safetensors",
+    );
+    ok(&out);
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        summary_row(&summary, "bidirectional"),
+        ["bidirectional (Bidirectional)", "(None, 8, 6)", "360"]
+    );
+    // A language model would read the tokens it predicts.
+    write(d, "t.txt", "abc abd cab ".repeat(50));
+    let out = run_in(
+        d,
+        &[
+            "train",
+            "text",
+            "--data",
+            "t.txt",
+            "--bidirectional",
+            "--out",
+            "t.safetensors",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--bidirectional: a language model"), "{err}");
+    assert!(!d.join("t.safetensors").exists());
+}
+
+#[test]
+fn cell_gru_trains_series_and_text_models_of_grus_that_predict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write(d, "s.csv", sine_csv(200));
+    let out = run_in(
+        d,
+        &[
+            "train",
+            "series",
+            "--data",
+            "s.csv",
+            "--target",
+            "temp",
+            "--date-column",
+            "date",
+            "--window",
+            "8",
+            "--layers",
+            "6,5",
+            "--cell",
+            "gru",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--out",
+            "g.safetensors",
+        ],
+    );
+    let report = ok(&out);
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(!summary.contains("(LSTM)"), "{summary}");
+    // Keras' GRU counts (reset_after: input and recurrent biases): 3·6·(2 + 6) + 2·18, then
+    // 3·5·(6 + 5) + 2·15, then the Dense 5 + 1.
+    for (name, shape, params) in [
+        ("gru", "(None, 8, 6)", "180"),
+        ("gru_1", "(None, 5)", "195"),
+        ("dense", "(None, 1)", "6"),
+    ] {
+        let kind = if name == "dense" { "Dense" } else { "GRU" };
+        assert_eq!(
+            summary_row(&summary, name),
+            [&format!("{name} ({kind})"), shape, params]
+        );
+    }
+    assert!(summary.contains("Total params: 381 "), "{summary}");
+    assert!(report.contains("  stacked GRU "), "{report}");
+    assert_eq!(
+        saved_kinds(&d.join("g.safetensors")),
+        ["GRU", "GRU", "Dense"]
+    );
+    let x = Array3::from_shape_fn((3, 8, 2), |(b, t, f)| ((b * 3 + t + f) as f32 * 0.3).sin());
+    stacklstm::data::write_npy(d.join("x.npy"), &x.into_dyn()).unwrap();
+    ok(&run_in(
+        d,
+        &[
+            "predict",
+            "--model",
+            "g.safetensors",
+            "--input",
+            "x.npy",
+            "--output",
+            "y.npy",
+        ],
+    ));
+    let y = stacklstm::data::read_npy(d.join("y.npy")).unwrap();
+    assert_eq!(y.shape(), &[3, 1]);
+    assert!(y.iter().all(|v| v.is_finite()), "{y}");
+    let eval = ok(&run_in(
+        d,
+        &["evaluate", "--model", "g.safetensors", "--data", "s.csv"],
+    ));
+    assert!(eval.contains("  stacked GRU "), "{eval}");
+
+    // A language model: Embedding, a stateful GRU returning sequences, the Dense head.
+    let text = small_text();
+    write(d, "t.txt", &text);
+    let vocab = text.chars().collect::<BTreeSet<char>>().len();
+    let out = run_in(
+        d,
+        &[
+            "train",
+            "text",
+            "--data",
+            "t.txt",
+            "--cell",
+            "gru",
+            "--layers",
+            "12",
+            "--embedding",
+            "4",
+            "--seq-len",
+            "10",
+            "--batch-size",
+            "8",
+            "--epochs",
+            "1",
+            "--out",
+            "lm.safetensors",
+        ],
+    );
+    ok(&out);
+    let summary = String::from_utf8_lossy(&out.stderr);
+    // 3·12·(4 + 12) + 2·36
+    assert_eq!(
+        summary_row(&summary, "gru"),
+        ["gru (GRU)", "(None, None, 12)", "648"]
+    );
+    assert!(!summary.contains("(LSTM)"), "{summary}");
+    assert_eq!(
+        saved_kinds(&d.join("lm.safetensors")),
+        ["Embedding", "GRU", "Dense"]
+    );
+    // Token ids [batch, timesteps, 1] in, next-token logits [batch, timesteps, vocab] out.
+    let ids = Array3::from_shape_fn((2, 10, 1), |(b, t, _)| ((b * 7 + t * 3) % vocab) as f32);
+    stacklstm::data::write_npy(d.join("ids.npy"), &ids.into_dyn()).unwrap();
+    ok(&run_in(
+        d,
+        &[
+            "predict",
+            "--model",
+            "lm.safetensors",
+            "--input",
+            "ids.npy",
+            "--output",
+            "logits.npy",
+        ],
+    ));
+    let logits = stacklstm::data::read_npy(d.join("logits.npy")).unwrap();
+    assert_eq!(logits.shape(), &[2, 10, vocab]);
+    assert!(logits.iter().all(|v| v.is_finite()));
+    let generated = ok(&run_in(
+        d,
+        &["generate", "--model", "lm.safetensors", "--length", "20"],
+    ));
+    assert_eq!(generated.trim_end_matches('\n').chars().count(), 20);
+
+    // Not a cell: a usage error listing the cells.
+    let out = run_in(
+        d,
+        &[
+            "train",
+            "text",
+            "--data",
+            "t.txt",
+            "--cell",
+            "rnn",
+            "--out",
+            "x.safetensors",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[possible values: lstm, gru]"), "{err}");
+}
+
 #[test]
 fn resume_from_a_checkpoint_equals_a_straight_run() {
     let tmp = tempfile::tempdir().unwrap();
@@ -515,12 +790,19 @@ fn train_help_lists_the_modes_and_each_mode_its_choices() {
 
     let optimizers = "adam, adamw, sgd, rmsprop, adagrad";
     let series: &[(&str, &str)] = &[
+        ("--cell", "lstm, gru"),
+        ("--bidirectional", "concat, sum, mul, ave"),
         ("--optimizer", optimizers),
         ("--loss", "mse, mae, huber"),
         ("--fill", "error, ffill, interpolate, drop"),
         ("--scaler", "minmax, standard, none"),
     ];
-    let text: &[(&str, &str)] = &[("--optimizer", optimizers), ("--level", "char, word")];
+    let text: &[(&str, &str)] = &[
+        ("--cell", "lstm, gru"),
+        ("--bidirectional", "concat, sum, mul, ave"),
+        ("--optimizer", optimizers),
+        ("--level", "char, word"),
+    ];
     // Each mode offers its own options only.
     for (mode, choices, foreign) in [
         (

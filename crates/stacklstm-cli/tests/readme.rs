@@ -13,8 +13,8 @@
 //! - The command list names exactly the commands of `stacklstm --help`, each with a `--help`.
 //!
 //! Any other command in a ```sh or ```text block fails the test until it is covered here.
-//! Inline flags of the prose (`--layers 50,50 --dense 16 ...`, `--level word`) run in the
-//! last test.
+//! Inline flags of the prose (`--layers 50,50 --dense 16 ...`, `--cell gru`, `--level word`) run
+//! in the last test.
 
 mod common;
 
@@ -463,6 +463,31 @@ fn the_prose_flags_run() {
         "{summary}"
     );
     assert!(d.join("ck.safetensors").is_file());
+    // "`--cell gru` makes every recurrent layer a GRU instead of an LSTM".
+    let mut args = vec![
+        "train",
+        "series",
+        "--data",
+        "load.csv",
+        "--target",
+        "load",
+        "--date-column",
+        "date",
+        "--epochs",
+        "1",
+        "--cell",
+        "gru",
+        "--out",
+        "g.safetensors",
+    ];
+    args.extend(arch);
+    let out = run_in(d, &args);
+    ok(&out);
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        summary.matches("(GRU)").count() == 2 && !summary.contains("(LSTM)"),
+        "{summary}"
+    );
     // "`train text --level word` trains on words instead".
     let r = ok(&run_in(
         d,

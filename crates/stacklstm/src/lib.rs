@@ -8,7 +8,8 @@
 //! gate order i, f, c, o), so Keras weights load unchanged and outputs agree with Keras to
 //! 1e-5. Shapes at the API are `[batch, timesteps, features]`. [`Gru`] layers (Keras' GRU in
 //! both `reset_after` modes: kernel `[D, 3H]`, recurrent kernel `[H, 3H]`, gate order z, r, h)
-//! stack the same way.
+//! stack the same way, and [`Bidirectional`] wraps either to read the sequence both ways
+//! (Keras' `Bidirectional`, merge modes `concat`, `sum`, `mul`, `ave`).
 //!
 //! ```
 //! use ndarray::Array3;
@@ -77,6 +78,7 @@ pub use error::{Error, Result};
 pub use io::{load_model, Arch, LoadedModel, ModelFormat, TrainingState};
 pub use kernels::activation::Activation;
 pub use kernels::{set_threads, threads};
+pub use layers::bidirectional::{Bidirectional, BidirectionalLayer, MergeMode};
 pub use layers::dense::{Dense, DenseLayer};
 pub use layers::dropout::{Dropout, DropoutLayer};
 pub use layers::embedding::{Embedding, EmbeddingLayer};

@@ -214,26 +214,34 @@ fn every_fixture_case_reads_bit_exactly() {
     eprintln!("checked {} fixture cases", cases.len());
 }
 
-/// Every supported case of the recurrent-family fixtures (GRU, Masking,
+/// Every case of the recurrent-family fixtures (GRU, Bidirectional, Masking,
 /// Embedding(mask_zero)): `model.keras`, and `model.weights.h5` with the `.keras` file as
-/// architecture, predict the Keras output (`case.json`).
+/// architecture, hold the weights of `case.json` bit for bit, in Keras order (a
+/// Bidirectional's forward copy first, though the files list its backward copy first), and
+/// predict the Keras output.
 #[test]
-fn rnn_fixture_keras_files_reproduce_the_keras_output() {
+fn rnn_keras_files_reproduce_the_keras_output() {
     let mut ran = 0;
     for dir in common::rnn_case_dirs() {
-        if !common::not_yet_supported(&dir).unwrap().is_empty() {
-            continue;
-        }
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
         let case = common::load_case(&dir).unwrap();
         let want = common::tensor(&case.json["output"]).unwrap();
         let keras = stacklstm::load_model(dir.join("model.keras"), None).unwrap();
         let arch = stacklstm::Arch::from_path(dir.join("model.keras")).unwrap();
         let h5 = stacklstm::load_model(dir.join("model.weights.h5"), Some(&arch)).unwrap();
+        let want_weights = common::weights(&case.json["weights"]).unwrap();
         for (file, m) in [
             ("model.keras", &keras.model),
             ("model.weights.h5", &h5.model),
         ] {
+            let weights = m.get_weights();
+            assert_eq!(weights.len(), want_weights.len(), "{name}/{file}");
+            for (k, (a, b)) in weights.iter().zip(&want_weights).enumerate() {
+                let bits =
+                    |t: &ndarray::ArrayD<f32>| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(a.shape(), b.shape(), "{name}/{file}: weight {k}");
+                assert_eq!(bits(a), bits(b), "{name}/{file}: weight {k}");
+            }
             let got = m.predict(&case.x).unwrap();
             let d = common::max_abs_diff(&got, &want);
             assert!(
@@ -244,5 +252,5 @@ fn rnn_fixture_keras_files_reproduce_the_keras_output() {
         }
         ran += 1;
     }
-    assert!(ran >= 6, "only {ran} cases ran");
+    assert!(ran >= 9, "only {ran} cases ran");
 }

@@ -204,7 +204,7 @@ fn unsupported_config() -> String {
         {"class_name": "InputLayer", "config": {"batch_shape": [null, 5, 2], "name": "input_layer"}},
         {"class_name": "LSTM", "config": {"name": "lstm", "units": 4, "return_sequences": true, "go_backwards": true, "activation": "swish"}},
         {"class_name": "GRU", "config": {"name": "gru", "units": 4}},
-        {"class_name": "Bidirectional", "config": {"name": "bidi"}},
+        {"class_name": "Bidirectional", "config": {"name": "bidi", "layer": {"class_name": "SimpleRNN", "config": {"name": "rnn", "units": 2}}}},
         {"class_name": "LSTM", "config": {"name": "lstm_1", "units": 3, "time_major": true, "kernel_regularizer": {"class_name": "L2"}}},
         {"class_name": "Dense", "config": {"name": "dense", "units": 1, "activation": "softmax"}}
     ]}}"#
@@ -222,6 +222,7 @@ fn unsupported_config_lists_everything() {
         "swish",
         "GRU",
         "Bidirectional",
+        "SimpleRNN",
         "time_major",
         "kernel_regularizer",
         "bad/config.json",

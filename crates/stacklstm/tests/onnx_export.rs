@@ -1059,6 +1059,182 @@ fn exported_keras_files_match_onnxruntime() {
     );
 }
 
+/// The Bidirectional fixtures (without masking, which ONNX cannot carry): their `.keras`
+/// file exported and run in onnxruntime reproduces the Keras output, at the case's batch
+/// size and at batch 1.
+#[cfg(feature = "keras")]
+#[test]
+fn bidirectional_keras_files_match_onnxruntime() {
+    let _ = python();
+    let root = rnn_fixtures_dir();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let case = std::fs::read_to_string(p.join("case.json")).unwrap_or_default();
+            case.contains("\"bidirectional\"") && !case.contains("\"masking\"")
+        })
+        .collect();
+    cases.sort();
+    assert!(
+        cases.len() >= 2,
+        "no Bidirectional fixture under {}",
+        root.display()
+    );
+    let mut report = Vec::new();
+    for dir in &cases {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let loaded = stacklstm::load_model(dir.join("model.keras"), None)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let bytes = export_model(&loaded.model).unwrap_or_else(|e| panic!("{name}: export: {e}"));
+        let x = read_npy(&dir.join("x.npy"));
+        let y = read_npy(&dir.join("y.npy"));
+        let batch = x.shape[0];
+        let inputs = [x.clone(), x.take_rows(batch - 1, 1)];
+        let (outs, info) = run_ort(&tmp_dir(&format!("bidirectional/{name}")), &bytes, &inputs);
+        check_signature(&info, Some(x.shape[1]), x.shape[2], y.shape.len());
+        let mut worst = 0.0f32;
+        for (k, (o, w)) in outs
+            .iter()
+            .zip([y.clone(), y.take_rows(batch - 1, 1)])
+            .enumerate()
+        {
+            let d = max_abs_diff(o, &w);
+            assert!(
+                d <= TOL,
+                "{name} (input {k}): max |onnxruntime - keras| = {d:e}"
+            );
+            worst = worst.max(d);
+        }
+        report.push(format!("{name:24} max abs err {worst:.3e}"));
+    }
+    eprintln!("ONNX export, Bidirectional fixtures vs Keras:");
+    for r in &report {
+        eprintln!("  {r}");
+    }
+}
+
+/// Bidirectional layers in every merge mode, with and without return_sequences, around
+/// LSTMs and GRUs (both reset modes) with other activations and without bias, exported
+/// and run in onnxruntime, against the engine's own prediction (which the parity tests
+/// hold to Keras), at fixed and symbolic T. The activations cover the three shapes of the
+/// operators' alpha/beta lists (only the gates', only the candidate's, both distinct);
+/// gates stay bounded (a linear gate lets a GRU's state grow without bound, and then
+/// float32 rounding dominates any comparison).
+#[test]
+fn synthetic_bidirectional_models_match_the_engine() {
+    use stacklstm::{Bidirectional, Gru, LayerSpec, MergeMode};
+    let _ = python();
+    let a = activation;
+    let lstm = |u: usize, rs: bool, act: &str, rec: &str, bias: bool| -> LayerSpec {
+        Lstm::new(u)
+            .return_sequences(rs)
+            .activation(a(act))
+            .recurrent_activation(a(rec))
+            .use_bias(bias)
+            .into()
+    };
+    let gru = |u: usize, rs: bool, act: &str, rec: &str, reset_after: bool| -> LayerSpec {
+        Gru::new(u)
+            .return_sequences(rs)
+            .activation(a(act))
+            .recurrent_activation(a(rec))
+            .reset_after(reset_after)
+            .into()
+    };
+    let bi = |inner: LayerSpec, mode: MergeMode| {
+        LayerSpec::from(Bidirectional::new(inner).merge_mode(mode))
+    };
+    let mut models: Vec<(String, Vec<LayerSpec>)> = Vec::new();
+    for mode in MergeMode::ALL {
+        models.push((
+            format!("lstm_{mode}_stack"),
+            vec![
+                bi(lstm(4, true, "tanh", "sigmoid", true), mode),
+                bi(lstm(3, false, "relu", "hard_sigmoid", false), mode),
+                Dense::new(2).into(),
+            ],
+        ));
+        models.push((
+            format!("gru_{mode}_stack"),
+            vec![
+                bi(gru(4, true, "linear", "sigmoid", true), mode),
+                bi(gru(3, true, "linear", "hard_sigmoid", false), mode),
+                bi(gru(2, false, "relu", "sigmoid", true), mode),
+            ],
+        ));
+    }
+    models.push((
+        "mixed".into(),
+        vec![
+            lstm(3, true, "tanh", "sigmoid", true),
+            bi(
+                gru(4, true, "tanh", "hard_sigmoid", false),
+                MergeMode::Concat,
+            ),
+            Dense::new(3).activation(a("softmax")).into(),
+        ],
+    ));
+    let f = 3;
+    let mut r = Rng(0x5eed_b1d1_u64);
+    let mut worst = 0.0f32;
+    for (name, layers) in &models {
+        for (tag, t) in [("fixed_t", Some(5usize)), ("symbolic_t", None)] {
+            let mut spec = Sequential::new().name(name.as_str()).seed(3);
+            spec.input_shape = Some((t, f));
+            for l in layers {
+                spec = spec.add(l.clone());
+            }
+            let mut model = spec.build().unwrap();
+            // Non-zero biases and weights of the fixtures' scale.
+            let weights: Vec<ArrayD<f32>> = model
+                .get_weights()
+                .into_iter()
+                .map(|w| w.mapv(|_| r.uniform()))
+                .collect();
+            model.set_weights(&weights).unwrap();
+            let bytes = export_model(&model).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let steps = t.unwrap_or(7);
+            let x = Tensor {
+                shape: vec![3, steps, f],
+                data: r.vec(3 * steps * f, 4.0),
+            };
+            let mut inputs = vec![x.clone(), x.take_rows(1, 1)];
+            if t.is_none() {
+                inputs.push(Tensor {
+                    shape: vec![2, 2, f],
+                    data: r.vec(2 * 2 * f, 4.0),
+                });
+            }
+            let (outs, _) = run_ort(
+                &tmp_dir(&format!("synthetic_bidirectional/{name}/{tag}")),
+                &bytes,
+                &inputs,
+            );
+            for (k, (o, x)) in outs.iter().zip(&inputs).enumerate() {
+                let xa =
+                    ndarray::Array3::from_shape_vec((x.shape[0], x.shape[1], f), x.data.clone())
+                        .unwrap();
+                let want = model.predict(&xa).unwrap();
+                let want = Tensor {
+                    shape: want.shape().to_vec(),
+                    data: want.iter().copied().collect(),
+                };
+                let d = max_abs_diff(o, &want);
+                assert!(
+                    d <= TOL,
+                    "{name} ({tag}, input {k}): max |onnxruntime - engine| = {d:e}"
+                );
+                worst = worst.max(d);
+            }
+        }
+    }
+    eprintln!(
+        "ONNX export, {} synthetic Bidirectional models vs the engine: max abs err {worst:.3e}",
+        models.len()
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // native files in Python's `safetensors`
 
@@ -1164,7 +1340,7 @@ fn padded_input(rows: &[&str], f: usize, pad: f32, seed: u64) -> Tensor {
 /// test holds to Keras), masked steps included. The fixtures' masked `.keras` models too.
 #[test]
 fn masked_models_match_onnxruntime_for_every_padding() {
-    use stacklstm::{Gru, Masking};
+    use stacklstm::{Bidirectional, Gru, Masking, MergeMode};
     let _ = python();
     let rows = [
         "1111111", "1111000", "0001111", "1101101", "0000000", "1000000",
@@ -1190,6 +1366,20 @@ fn masked_models_match_onnxruntime_for_every_padding() {
                 .add(Lstm::new(3).return_sequences(true).use_bias(false))
                 .add(Dense::new(2)),
             -1.0,
+        ),
+        (
+            "masking_bidirectional_stack",
+            Sequential::new()
+                .input_shape(7, 3)
+                .add(Masking::new(0.0))
+                .add(Bidirectional::new(Lstm::new(4).return_sequences(true)))
+                .add(
+                    Bidirectional::new(Gru::new(3).return_sequences(true))
+                        .merge_mode(MergeMode::Mul),
+                )
+                .add(Bidirectional::new(Lstm::new(2)).merge_mode(MergeMode::Ave))
+                .add(Dense::new(2)),
+            0.0,
         ),
         (
             "masking_dense_only",
@@ -1224,7 +1414,11 @@ fn masked_models_match_onnxruntime_for_every_padding() {
         worst = worst.max(d);
     }
     let mut files = 0;
-    for case in ["masking_lstm_stack", "masking_seq_labeling"] {
+    for case in [
+        "masking_lstm_stack",
+        "masking_seq_labeling",
+        "bilstm_masking",
+    ] {
         let dir = rnn_fixtures_dir().join(case);
         let loaded = stacklstm::load_model(dir.join("model.keras"), None).unwrap();
         let bytes = export_model(&loaded.model).unwrap_or_else(|e| panic!("{case}: {e}"));

@@ -6,9 +6,8 @@
 //! (1e-4 relative to the largest value of each tensor), as the fixtures READMEs define.
 //! Every failing case is reported, not only the first. The `train` (Adam) and `train_sgd`
 //! blocks are replayed too: ten `train_on_batch` calls on the same batch, each loss within
-//! 1e-4 relative and the final weights within 1e-4 absolute. A case using a layer the
-//! library does not implement yet (Bidirectional) is listed as not yet supported; any
-//! other unknown layer or option fails the case.
+//! 1e-4 relative and the final weights within 1e-4 absolute. An unknown layer or option
+//! fails the case: the fixture schema is complete.
 
 mod common;
 
@@ -159,17 +158,6 @@ fn run_cases(cases: &[std::path::PathBuf]) -> (Vec<String>, usize) {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        match not_yet_supported(dir) {
-            Ok(missing) if !missing.is_empty() => {
-                println!("{name}: not yet supported ({})", missing.join(", "));
-                continue;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                report.push(format!("{name}: {e}"));
-                continue;
-            }
-        }
         ran += 1;
         match check_case(dir) {
             Ok((f, s)) if f.is_empty() => println!("{name}: ok: {s}"),

@@ -2,16 +2,22 @@
 //! model construction, synthetic batches and analytic FLOP counts.
 //!
 //! The schema and the conventions (FLOPs, data, units) follow the peers' `common.py`, so a
-//! record of ours and one of theirs measure the same thing.
+//! record of ours and one of theirs measure the same thing. The project's own table
+//! `bench/workloads-rnn.json` extends the schema with three optional fields, read here too:
+//! `cell` (`lstm` or `gru`) and `bidirectional` (`concat`) on a recurrent layer, and
+//! `lengths` (`{min, max}`: per-row lengths, right padding) on the input.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use ndarray::{Array3, ArrayD, IxDyn};
+use ndarray::{s, Array3, ArrayD, IxDyn};
 use serde::Deserialize;
 use stacklstm::init::Rng;
-use stacklstm::{Dense, Embedding, Loss, Lstm, Model, Sequential};
+use stacklstm::{
+    Bidirectional, Dense, Embedding, Gru, LayerSpec, Loss, Lstm, Masking, MergeMode, Model,
+    Sequential,
+};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -38,8 +44,9 @@ pub struct Conventions {
 pub struct Workload {
     /// The input and its kind.
     pub input: Input,
-    /// The LSTM stack, input side first.
-    pub lstm: Vec<LstmSpec>,
+    /// The recurrent stack, input side first (the key is `lstm` in every table, whatever
+    /// the cells).
+    pub lstm: Vec<RecurrentSpec>,
     /// Optional Dense head.
     pub dense: Option<DenseSpec>,
     /// `mse`, `softmax_cross_entropy` or none (inference only).
@@ -48,8 +55,11 @@ pub struct Workload {
     pub measure: Measures,
 }
 
-/// `input` of a workload.
+/// `input` of a workload. Unknown fields are refused: a field this reader does not know
+/// could change the model, and a benchmark of another model than the table's is worse
+/// than none.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Input {
     /// `dense`, `onehot` or `tokens`.
     pub kind: String,
@@ -63,15 +73,81 @@ pub struct Input {
     pub embedding_dim: Option<usize>,
     /// Fixed batch-1 sample of a dense input, `[T * features]`.
     pub sample: Option<Vec<f32>>,
+    /// Per-row lengths of a dense input (right padding with zeros up to `timesteps`, to
+    /// be masked); every row full length when absent.
+    pub lengths: Option<Lengths>,
 }
 
-/// One LSTM of the stack.
+/// `input.lengths`: the rows of a batch have lengths spread evenly over `min..=max`, in a
+/// random order (see [`Workload::lengths`]).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lengths {
+    /// Shortest row, at least 1.
+    pub min: usize,
+    /// Longest row, at most `timesteps`.
+    pub max: usize,
+}
+
+/// One recurrent layer of the stack. Unknown fields are refused, as for [`Input`].
 #[derive(Debug, Clone, Deserialize)]
-pub struct LstmSpec {
-    /// Units.
+#[serde(deny_unknown_fields)]
+pub struct RecurrentSpec {
+    /// Units (per direction).
     pub units: usize,
     /// Whether it returns the whole sequence.
     pub return_sequences: bool,
+    /// The cell; LSTM when absent (the shared table has no such field).
+    #[serde(default)]
+    pub cell: Cell,
+    /// Run the layer in both directions and merge their outputs.
+    pub bidirectional: Option<Merge>,
+}
+
+/// `cell` of a recurrent layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cell {
+    /// Keras `LSTM` / `nn.LSTM`: 4 gates.
+    #[default]
+    Lstm,
+    /// Keras `GRU` (`reset_after=True`, its default) / `nn.GRU`: 3 gates.
+    Gru,
+}
+
+impl Cell {
+    /// Gate blocks of the cell's kernels (the `4` of `4 * units`).
+    pub fn gates(self) -> u64 {
+        match self {
+            Cell::Lstm => 4,
+            Cell::Gru => 3,
+        }
+    }
+}
+
+/// `bidirectional` of a recurrent layer: how the two directions' outputs combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Merge {
+    /// Forward and backward outputs side by side (`2 * units` wide), Keras'
+    /// `merge_mode="concat"` and what `nn.LSTM(bidirectional=True)` returns.
+    Concat,
+}
+
+impl RecurrentSpec {
+    /// Directions (2 when bidirectional).
+    pub fn directions(&self) -> u64 {
+        if self.bidirectional.is_some() {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Width of the layer's output.
+    pub fn output_width(&self) -> usize {
+        self.units * self.directions() as usize
+    }
 }
 
 /// The Dense head.
@@ -158,6 +234,10 @@ impl Spec {
                 spec.schema
             );
         }
+        for (name, w) in &spec.workloads.0 {
+            w.validate()
+                .with_context(|| format!("{}: workload '{name}'", path.display()))?;
+        }
         Ok(spec)
     }
 
@@ -196,20 +276,53 @@ impl Workload {
         w.with_context(|| format!("input kind '{}' lacks its width field", i.kind))
     }
 
-    /// Analytic forward matmul FLOPs per sample (see `conventions.flops`).
+    /// Analytic forward matmul FLOPs per sample (see `conventions.flops`): per timestep,
+    /// `2 * gates * units * (input_width + units)` for each direction of a recurrent layer
+    /// (gates: 4 for an LSTM, 3 for a GRU); with `input.lengths`, the recurrent layers count
+    /// the mean length `(min + max) / 2` instead of `timesteps`.
     pub fn forward_flops_per_sample(&self) -> Result<u64> {
         let t = self.input.timesteps as u64;
+        // Twice the recurrent timesteps, so that a mean length ending in .5 stays exact.
+        let t2 = match self.input.lengths {
+            Some(l) => (l.min + l.max) as u64,
+            None => 2 * t,
+        };
         let mut width = self.input_width()? as u64;
         let mut flops = 0u64;
         for l in &self.lstm {
             let u = l.units as u64;
-            flops += 2 * 4 * u * (width + u) * t;
-            width = u;
+            flops += 2 * l.cell.gates() * u * (width + u) * t2 / 2 * l.directions();
+            width = l.output_width() as u64;
         }
         if let Some(d) = &self.dense {
             flops += 2 * width * d.units as u64 * if d.per_timestep { t } else { 1 };
         }
         Ok(flops)
+    }
+
+    /// Refuses tables this harness cannot run as written: lengths outside `1..=timesteps`,
+    /// lengths on an input that is not dense, no recurrent layer.
+    pub fn validate(&self) -> Result<()> {
+        if self.lstm.is_empty() {
+            bail!("a workload needs at least one recurrent layer");
+        }
+        if let Some(l) = self.input.lengths {
+            if self.input.kind != "dense" {
+                bail!(
+                    "input.lengths is for dense inputs only (this one is '{}')",
+                    self.input.kind
+                );
+            }
+            if l.min == 0 || l.min > l.max || l.max > self.input.timesteps {
+                bail!(
+                    "input.lengths {{min: {}, max: {}}} must satisfy 1 <= min <= max <= timesteps ({})",
+                    l.min,
+                    l.max,
+                    self.input.timesteps
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The training loss.
@@ -224,8 +337,14 @@ impl Workload {
         })
     }
 
-    /// Builds the model (seed 0, Keras default initialisers).
+    /// Builds the model (seed 0, Keras default initialisers). An input with `lengths`
+    /// starts with `Masking(0)`: its padded steps are all zero, a valid step of N(0, 1)
+    /// values never is.
+    ///
+    /// # Errors
+    /// A table this harness cannot run (see `validate`), a dense head that does not fit.
     pub fn build(&self) -> Result<Model> {
+        self.validate()?;
         let t = self.input.timesteps;
         let mut s = if self.input.kind == "tokens" {
             // Token ids `[B, T, 1]` looked up in an Embedding(vocab, embedding_dim).
@@ -236,13 +355,28 @@ impl Workload {
         } else {
             Sequential::new().input_shape(t, self.input_width()?)
         };
+        if self.input.lengths.is_some() {
+            s = s.add(Masking::new(0.0));
+        }
         for l in &self.lstm {
-            s = s.add(Lstm::new(l.units).return_sequences(l.return_sequences));
+            let cell: LayerSpec = match l.cell {
+                Cell::Lstm => Lstm::new(l.units)
+                    .return_sequences(l.return_sequences)
+                    .into(),
+                Cell::Gru => Gru::new(l.units)
+                    .return_sequences(l.return_sequences)
+                    .into(),
+            };
+            s = match l.bidirectional {
+                // `concat`, the only merge the table names (what PyTorch returns).
+                Some(_) => s.add(Bidirectional::new(cell).merge_mode(MergeMode::Concat)),
+                None => s.add(cell),
+            };
         }
         if let Some(d) = &self.dense {
             let last_seq = self.lstm.last().is_some_and(|l| l.return_sequences);
             if d.per_timestep != last_seq {
-                bail!("dense.per_timestep must equal the last LSTM's return_sequences");
+                bail!("dense.per_timestep must equal the last recurrent layer's return_sequences");
             }
             if !matches!(d.activation.as_str(), "linear" | "softmax") {
                 bail!("dense activation '{}' is not supported", d.activation);
@@ -256,12 +390,15 @@ impl Workload {
     /// A synthetic batch `(x [B, T, width], target)`, as the peers' `make_batch` (token
     /// inputs: `[B, T, 1]` ids as `f32`): dense
     /// inputs ~ N(0, 1) (the fixed sample at batch 1 when given), one-hot rows of uniform
-    /// token ids, random next-token ids (as `f32`) for cross-entropy, N(0, 1) targets for mse.
+    /// token ids, random next-token ids (as `f32`) for cross-entropy (class ids `[B]` when
+    /// the output is not a sequence), N(0, 1) targets for mse. With `input.lengths`, the
+    /// steps of row `i` from [`Workload::lengths`]`[i]` on are zero (right padding).
     pub fn batch(&self, b: usize, seed: u64) -> Result<(Array3<f32>, ArrayD<f32>)> {
+        self.validate()?;
         let mut rng = Rng::new(seed);
         let t = self.input.timesteps;
         let width = self.input_width()?;
-        let x = match (self.input.kind.as_str(), &self.input.sample) {
+        let mut x = match (self.input.kind.as_str(), &self.input.sample) {
             ("dense", Some(sample)) if b == 1 => {
                 Array3::from_shape_vec((1, t, width), sample.clone())
                     .context("input.sample does not have timesteps * features values")?
@@ -281,10 +418,15 @@ impl Workload {
             }
             _ => Array3::from_shape_simple_fn((b, t, width), || rng.normal() as f32),
         };
+        if let Some(lengths) = self.lengths(b, seed) {
+            for (mut row, len) in x.outer_iter_mut().zip(lengths) {
+                row.slice_mut(s![len.., ..]).fill(0.0);
+            }
+        }
         let (units, seq) = match (&self.dense, self.lstm.last()) {
             (Some(d), _) => (d.units, d.per_timestep),
-            (None, Some(l)) => (l.units, l.return_sequences),
-            (None, None) => bail!("a workload needs at least one LSTM"),
+            (None, Some(l)) => (l.output_width(), l.return_sequences),
+            (None, None) => bail!("a workload needs at least one recurrent layer"),
         };
         let y = if self.loss.as_deref() == Some("softmax_cross_entropy") {
             let shape: Vec<usize> = if seq { vec![b, t] } else { vec![b] };
@@ -298,6 +440,26 @@ impl Workload {
             ArrayD::from_shape_simple_fn(IxDyn(&shape), || rng.normal() as f32)
         };
         Ok((x, y))
+    }
+
+    /// The row lengths of a batch of `b` with `input.lengths` (`None` without): the `b`
+    /// values `min + floor(i * (max - min) / (b - 1))` (`max` alone for `b = 1`), shuffled
+    /// by `seed`. Every framework gets the same lengths, so the same work, in its own
+    /// random order.
+    pub fn lengths(&self, b: usize, seed: u64) -> Option<Vec<usize>> {
+        let l = self.input.lengths?;
+        let mut v: Vec<usize> = (0..b)
+            .map(|i| {
+                if b == 1 {
+                    l.max
+                } else {
+                    l.min + i * (l.max - l.min) / (b - 1)
+                }
+            })
+            .collect();
+        // A stream of its own ("lengths" in ASCII), apart from the batch's values.
+        Rng::new(seed ^ 0x006c_656e_6774_6873).shuffle(&mut v);
+        Some(v)
     }
 
     /// How many units (samples or tokens) one sample is worth.
@@ -327,4 +489,184 @@ pub fn select(spec: &Spec, wanted: &str) -> Result<Vec<String>> {
         bail!("no workload given");
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Axis;
+
+    fn workload(json: &str) -> Workload {
+        serde_json::from_str(json).unwrap()
+    }
+
+    const MEASURE: &str = r#""measure": {"train": {"batch": 4, "steps": 1, "unit": "samples/s"}}"#;
+
+    /// The project's table, from the repository.
+    fn rnn_table() -> Spec {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/workloads-rnn.json");
+        Spec::load(&path).unwrap()
+    }
+
+    #[test]
+    fn the_project_table_reads_with_the_conventions_flop_counts() {
+        let spec = rnn_table();
+        assert_eq!(spec.names(), ["ts-gru", "charrnn-gru", "bilstm-cls"]);
+        let flops = |n: &str| spec.get(n).unwrap().forward_flops_per_sample().unwrap();
+        // GRU: 2 * 3 * units * (in + units) per step; Dense 2 * in * out.
+        assert_eq!(
+            flops("ts-gru"),
+            2 * 3 * 50 * (1 + 50) * 30 + 2 * 3 * 50 * (50 + 50) * 30 + 2 * 50
+        );
+        assert_eq!(
+            flops("charrnn-gru"),
+            (2 * 3 * 128 * (65 + 128) + 2 * 3 * 128 * (128 + 128) + 2 * 128 * 65) * 50
+        );
+        // Bidirectional LSTMs over the mean length 75: both directions, the second layer
+        // reads 2 * 128, the head the two final states.
+        assert_eq!(
+            flops("bilstm-cls"),
+            2 * (2 * 4 * 128 * (16 + 128) * 75)
+                + 2 * (2 * 4 * 128 * (256 + 128) * 75)
+                + 2 * 256 * 10
+        );
+        let w = spec.get("ts-gru").unwrap();
+        assert!(w.lstm.iter().all(|l| l.cell == Cell::Gru));
+        let m = w.build().unwrap();
+        assert_eq!(m.summary().matches("(GRU)").count(), 2, "{}", m.summary());
+        // Keras' GRU counts (reset_after: bias [2, 3H]).
+        assert_eq!(
+            m.param_count(),
+            3 * 50 * (1 + 50) + 2 * 150 + 3 * 50 * (50 + 50) + 2 * 150 + 51
+        );
+    }
+
+    #[test]
+    fn the_bidirectional_classifier_has_keras_parameter_counts() {
+        let spec = rnn_table();
+        let m = spec.get("bilstm-cls").unwrap().build().unwrap();
+        let kinds: Vec<&str> = m.layers().iter().map(|l| l.kind()).collect();
+        assert_eq!(
+            kinds,
+            ["Masking", "Bidirectional", "Bidirectional", "Dense"]
+        );
+        // Bidirectional(LSTM(128)) on 16 features, on 256, then Dense(10) on 256.
+        assert_eq!(
+            m.param_count(),
+            2 * 4 * 128 * (16 + 128 + 1) + 2 * 4 * 128 * (256 + 128 + 1) + 257 * 10
+        );
+    }
+
+    #[test]
+    fn rows_with_lengths_are_masked_so_padding_does_not_change_the_output() {
+        let w = |timesteps: usize| {
+            workload(&format!(
+                r#"{{"input": {{"kind": "dense", "timesteps": {timesteps}, "features": 3,
+                              "lengths": {{"min": 2, "max": {timesteps}}}}},
+                    "lstm": [{{"units": 4, "return_sequences": true, "cell": "gru"}},
+                             {{"units": 5, "return_sequences": false}}],
+                    "dense": {{"units": 2, "per_timestep": false, "activation": "linear"}},
+                    "loss": "mse", {MEASURE}}}"#
+            ))
+        };
+        let padded = w(9);
+        let model = padded.build().unwrap();
+        assert_eq!(model.layers()[0].kind(), "Masking");
+        let (x, _) = padded.batch(5, 1).unwrap();
+        let lengths = padded.lengths(5, 1).unwrap();
+        let y = model.predict(&x).unwrap();
+        // The same weights (seed 0; their shapes do not depend on T) on each row's valid
+        // steps alone.
+        for (i, &n) in lengths.iter().enumerate() {
+            let row = x.slice(s![i..=i, ..n, ..]).to_owned();
+            let alone = w(n).build().unwrap().predict(&row).unwrap();
+            for (k, (a, b)) in y
+                .index_axis(Axis(0), i)
+                .iter()
+                .zip(alone.iter())
+                .enumerate()
+            {
+                assert!(
+                    (a - b).abs() < 1e-5,
+                    "row {i} (length {n}), output {k}: {a} vs {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn lengths_spread_evenly_in_a_random_order_and_pad_with_zeros() {
+        let w = workload(&format!(
+            r#"{{"input": {{"kind": "dense", "timesteps": 10, "features": 2,
+                          "lengths": {{"min": 4, "max": 10}}}},
+                "lstm": [{{"units": 3, "return_sequences": false}}],
+                "dense": {{"units": 5, "per_timestep": false, "activation": "softmax"}},
+                "loss": "softmax_cross_entropy", {MEASURE}}}"#
+        ));
+        let l = w.lengths(7, 3).unwrap();
+        let mut sorted = l.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, [4, 5, 6, 7, 8, 9, 10]);
+        assert_ne!(l, sorted, "not shuffled");
+        assert_eq!(w.lengths(7, 3).unwrap(), l, "not a function of the seed");
+        assert_eq!(w.lengths(1, 3).unwrap(), [10]);
+        let (x, y) = w.batch(7, 3).unwrap();
+        for (row, &n) in x.outer_iter().zip(&l) {
+            for (t, step) in row.outer_iter().enumerate() {
+                let zero = step.iter().all(|&v| v == 0.0);
+                assert_eq!(zero, t >= n, "step {t} of a row of length {n}");
+            }
+        }
+        // Class ids, one per row.
+        assert_eq!(y.shape(), [7]);
+        assert!(y
+            .iter()
+            .all(|&c| (0.0..5.0).contains(&c) && c.fract() == 0.0));
+    }
+
+    #[test]
+    fn bad_extensions_are_errors_not_other_models() {
+        let layer = |extra: &str| {
+            format!(
+                r#"{{"input": {{"kind": "dense", "timesteps": 5, "features": 1}},
+                    "lstm": [{{"units": 2, "return_sequences": false{extra}}}],
+                    "dense": null, "loss": null, {MEASURE}}}"#
+            )
+        };
+        let parse = |s: &str| serde_json::from_str::<Workload>(s).map(|_| ()).unwrap_err();
+        // A misspelt field would otherwise run an LSTM in place of a GRU.
+        assert!(parse(&layer(r#", "cel": "gru""#))
+            .to_string()
+            .contains("unknown field `cel`"));
+        assert!(parse(&layer(r#", "cell": "rnn""#))
+            .to_string()
+            .contains("unknown variant `rnn`"));
+        assert!(parse(&layer(r#", "bidirectional": "sum""#))
+            .to_string()
+            .contains("unknown variant `sum`"));
+        workload(&layer(r#", "cell": "lstm""#));
+        for (lengths, why) in [
+            (r#"{"min": 0, "max": 5}"#, "1 <= min"),
+            (r#"{"min": 4, "max": 3}"#, "1 <= min <= max"),
+            (r#"{"min": 1, "max": 6}"#, "max <= timesteps (5)"),
+        ] {
+            let w = workload(&format!(
+                r#"{{"input": {{"kind": "dense", "timesteps": 5, "features": 1, "lengths": {lengths}}},
+                    "lstm": [{{"units": 2, "return_sequences": false}}],
+                    "dense": null, "loss": null, {MEASURE}}}"#
+            ));
+            let e = w.validate().unwrap_err().to_string();
+            assert!(e.contains(why), "{lengths}: {e}");
+        }
+        let w = workload(&format!(
+            r#"{{"input": {{"kind": "onehot", "timesteps": 5, "vocab": 3, "lengths": {{"min": 1, "max": 5}}}},
+                "lstm": [{{"units": 2, "return_sequences": false}}],
+                "dense": null, "loss": null, {MEASURE}}}"#
+        ));
+        assert!(w
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("dense inputs only"));
+    }
 }

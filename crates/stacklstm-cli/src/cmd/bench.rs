@@ -1,7 +1,7 @@
-//! `stacklstm bench`: runs workloads of the shared `workloads.json` with exactly their
-//! shapes, optimizer and thread count, and prints throughput, latency, GFLOP/s and peak
-//! memory in the peers' record schema (`bench/peers/common.py`), so that our records and
-//! theirs can be put side by side.
+//! `stacklstm bench`: runs workloads of the shared `workloads.json` (or of a project table in
+//! its schema, `--workloads-json`) with exactly their shapes, optimizer and thread count,
+//! and prints throughput, latency, GFLOP/s and peak memory in the peers' record schema
+//! (`bench/peers/common.py`), so that our records and theirs can be put side by side.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,12 +22,18 @@ const DEFAULT_WORKLOADS: &str = "../shared/bench/workloads.json";
 /// Arguments of `stacklstm bench`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Workload name(s), comma-separated, or `all`.
-    #[arg(long, default_value = "all")]
-    pub workload: String,
-    /// The workload table.
+    /// Workload name(s) of the table, comma-separated, or `all`.
+    #[arg(
+        long,
+        visible_alias = "workload",
+        value_name = "NAMES",
+        default_value = "all"
+    )]
+    pub workloads: String,
+    /// The workload table: the shared one, or a project table in the same schema such as
+    /// bench/workloads-rnn.json (GRU, bidirectional and variable-length workloads).
     #[arg(long, value_name = "FILE", default_value = DEFAULT_WORKLOADS)]
-    pub workloads: PathBuf,
+    pub workloads_json: PathBuf,
     /// Print the records as JSON (the peers' file format) instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -59,7 +65,7 @@ fn resolve(path: &Path) -> Result<PathBuf> {
         }
     }
     bail!(
-        "workload table {} not found from {} or any directory above it; pass --workloads FILE",
+        "workload table {} not found from {} or any directory above it; pass --workloads-json FILE",
         path.display(),
         cwd.display()
     )
@@ -365,9 +371,15 @@ pub fn run(args: &Args) -> Result<()> {
     if !(args.scale > 0.0 && args.scale.is_finite()) {
         bail!("--scale must be a positive number, got {}", args.scale);
     }
-    let path = resolve(&args.workloads)?;
+    if args.workloads.ends_with(".json") {
+        bail!(
+            "--workloads takes workload names (comma-separated, or all), not a file; pass the table with --workloads-json {}",
+            args.workloads
+        );
+    }
+    let path = resolve(&args.workloads_json)?;
     let spec = Spec::load(&path)?;
-    let names = workload::select(&spec, &args.workload)?;
+    let names = workload::select(&spec, &args.workloads)?;
     let repeats = if args.repeats > 0 {
         args.repeats
     } else {

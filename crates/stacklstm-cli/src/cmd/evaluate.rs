@@ -65,6 +65,7 @@ pub fn run(a: &Args) -> Result<()> {
                 "seasonal_naive_rmse": window::rmse(&seasonal, &truth)?,
                 "seasonal_naive_mae": window::mae(&seasonal, &truth)?,
                 "season": season,
+                "network": super::report::network(&model),
             })
         }
         Preprocessing::Text { vocab, seq_len } => {

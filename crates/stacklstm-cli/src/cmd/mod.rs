@@ -45,7 +45,7 @@ pub enum Command {
     /// harness of `bench/compare.py`, hidden from the command list.
     #[command(hide = true)]
     Bench(bench::Args),
-    /// Train a stacked LSTM on a CSV time series (`train series`) or a text (`train text`), and save it.
+    /// Train a stacked LSTM or GRU on a CSV time series (`train series`) or a text (`train text`), and save it.
     Train(train::Args),
     /// Loss and errors of a trained model on new data, next to baselines.
     Evaluate(evaluate::Args),

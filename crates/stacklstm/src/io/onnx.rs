@@ -404,10 +404,7 @@ mod tests {
         let err = export_model(&model).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, Error::UnsupportedFormat { .. }), "{err:?}");
-        assert!(
-            msg.contains("stateful GRU") && msg.contains("'carry_gru'"),
-            "{msg}"
-        );
+        assert!(msg.contains("stateful layer 'carry_gru' (GRU)"), "{msg}");
     }
 
     #[test]

@@ -50,11 +50,12 @@ use crate::layers::dropout::draw_mask;
 use crate::layers::step_mask;
 use crate::layers::keras::{FromKeras, KerasConfig, REGULARIZERS};
 use crate::layers::onnx::{
-    export_recurrent, OnnxAttr, OnnxGraph, OnnxLayout, OnnxValue, RecurrentExport,
+    export_one_direction, recurrent_activation, reorder_transpose, OnnxAttr, OnnxGraph,
+    OnnxValue, RecurrentDirection, RecurrentExport,
 };
 use crate::layers::{
     cache_mut, cache_ref, check_size, copy_time_major_rows, to_batch_major, to_time_major,
-    transpose, Backward, Cache, Layer, LayerConfig, OutShape, StackInput, State, Weight,
+    Backward, Cache, Layer, LayerConfig, OutShape, StackInput, State, Weight,
 };
 
 /// Specification of a GRU layer, with Keras' options and defaults.
@@ -1287,7 +1288,8 @@ impl Layer for GruLayer {
     }
 
     /// One ONNX `GRU` operator (opset 14 definition), through the shared
-    /// `export_recurrent` (sequence-major layout, stateful layers refused). ONNX's gate
+    /// `export_one_direction` (sequence-major layout, the step mask, stateful layers
+    /// refused), with the weights of [`GruLayer::onnx_direction`]. ONNX's gate
     /// order z, r, h is Keras', so the kernels are only transposed, to `W [1, 3H, D]` and
     /// `R [1, 3H, H]`. `reset_after` is `linear_before_reset = 1`, whose candidate
     /// `g(x·W_hᵀ + Wb_h + r ⊙ (h_p·R_hᵀ + Rb_h))` is Keras'; the bias rows become
@@ -1297,44 +1299,57 @@ impl Layer for GruLayer {
     /// zero).
     fn export_onnx(&self, g: &mut dyn OnnxGraph, x: OnnxValue) -> Result<OnnxValue> {
         let spec = &self.spec;
-        debug_assert!(
-            x.layout == OnnxLayout::Flat || x.width == self.input_width,
-            "layer '{}': input width",
-            self.name
-        );
-        let (d, h) = (self.input_width, spec.units);
-        let h3 = 3 * h;
+        let what = format!("layer '{}' (GRU)", self.name);
         let layer = RecurrentExport {
-            op: "GRU",
             base: "gru",
             name: &self.name,
+            kind: "GRU",
             stateful: spec.stateful,
             return_sequences: spec.return_sequences,
-            units: h,
-            // f (the update and reset gates) and g (the candidate).
-            activations: &[
-                ("recurrent_activation", spec.recurrent_activation),
-                ("activation", spec.activation),
-            ],
+            units: spec.units,
+            input_width: self.input_width,
+            dirs: vec![self.onnx_direction(&what)?],
+        };
+        export_one_direction(g, x, layer)
+    }
+}
+
+/// ONNX's `GRU` gate order z, r, h is Keras': the blocks stay where they are.
+const KERAS_BLOCK_FOR_ONNX: [usize; 3] = [GATE_Z, GATE_R, GATE_H];
+
+impl GruLayer {
+    /// The layer as one direction of an ONNX `GRU` operator: the kernels transposed to
+    /// `W [3H, D]` / `R [3H, H]` (ONNX's gate order z, r, h is Keras'); `B` holds the
+    /// input bias row in `Wb` and the recurrent row in `Rb` with `reset_after` (the
+    /// operator's `linear_before_reset = 1`), else the bias in `Wb` and zeros in `Rb`
+    /// (`linear_before_reset = 0` adds `Rb_h` outside the reset, where zero changes
+    /// nothing); activations f = σ, g = φ. `what` names the layer in errors.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedFormat`] for an activation ONNX's `GRU` does not run.
+    pub(crate) fn onnx_direction(&self, what: &str) -> Result<RecurrentDirection> {
+        let spec = &self.spec;
+        let f = recurrent_activation(what, "recurrent_activation", spec.recurrent_activation)?;
+        let g = recurrent_activation(what, "activation", spec.activation)?;
+        let (d, h) = (self.input_width, spec.units);
+        let b = spec.use_bias.then(|| {
+            let mut bb = vec![0.0f32; 6 * h];
+            bb[..3 * h].copy_from_slice(self.bias_x());
+            if spec.reset_after {
+                bb[3 * h..].copy_from_slice(self.bias_h());
+            }
+            bb
+        });
+        Ok(RecurrentDirection {
+            op: "GRU",
             attrs: vec![(
                 "linear_before_reset",
                 OnnxAttr::Int(i64::from(spec.reset_after)),
             )],
-        };
-        export_recurrent(g, x, layer, |g, p| {
-            let (w, r) = (format!("{p}/W"), format!("{p}/R"));
-            g.add_initializer(&w, &[1, h3, d], &transpose(&self.kernel, d, h3))?;
-            g.add_initializer(&r, &[1, h3, h], &transpose(&self.recurrent_kernel, h, h3))?;
-            let mut names = vec![w, r];
-            if spec.use_bias {
-                // `[2, 3H]` rows input, recurrent is `[Wb, Rb]` already; `[3H]` is `Wb`.
-                let mut bb = self.bias.clone();
-                bb.resize(2 * h3, 0.0);
-                let b = format!("{p}/B");
-                g.add_initializer(&b, &[1, 2 * h3], &bb)?;
-                names.push(b);
-            }
-            Ok(names)
+            w: reorder_transpose(&self.kernel, d, h, &KERAS_BLOCK_FOR_ONNX),
+            r: reorder_transpose(&self.recurrent_kernel, h, h, &KERAS_BLOCK_FOR_ONNX),
+            b,
+            activations: vec![f, g],
         })
     }
 }

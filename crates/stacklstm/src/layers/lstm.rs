@@ -34,11 +34,12 @@ use crate::layers::dropout::draw_mask;
 use crate::layers::step_mask;
 use crate::layers::keras::{FromKeras, KerasConfig, REGULARIZERS};
 use crate::layers::onnx::{
-    export_recurrent, OnnxGraph, OnnxLayout, OnnxValue, RecurrentExport,
+    export_one_direction, recurrent_activation, reorder_transpose, OnnxGraph, OnnxValue,
+    RecurrentDirection, RecurrentExport,
 };
 use crate::layers::{
-    cache_mut, cache_ref, check_size, copy_time_major_rows, permute_gate_blocks, to_batch_major,
-    to_time_major, transpose, Backward, Cache, Layer, LayerConfig, OutShape, StackInput, State,
+    cache_mut, cache_ref, check_size, copy_time_major_rows, to_batch_major,
+    to_time_major, Backward, Cache, Layer, LayerConfig, OutShape, StackInput, State,
     Weight,
 };
 
@@ -979,56 +980,60 @@ impl Layer for LstmLayer {
         vec![c.h_last(self.spec.units), c.c_last(self.spec.units)]
     }
     /// One ONNX `LSTM` operator (opset 14 definition), through the shared
-    /// `export_recurrent` (sequence-major layout, stateful layers refused). The Keras gate
-    /// blocks i, f, c, o are reordered to ONNX's i, o, f, c, the kernels transposed to
-    /// `W [1, 4H, D]` / `R [1, 4H, H]`, and the Keras bias goes into `Wb` with zeros in `Rb`.
+    /// `export_one_direction` (sequence-major layout, the step mask, stateful layers
+    /// refused), with the weights of [`LstmLayer::onnx_direction`].
     fn export_onnx(&self, g: &mut dyn OnnxGraph, x: OnnxValue) -> Result<OnnxValue> {
         let spec = &self.spec;
-        debug_assert!(
-            x.layout == OnnxLayout::Flat || x.width == self.input_width,
-            "layer '{}': input width",
-            self.name
-        );
-        let (d, h) = (self.input_width, spec.units);
-        let h4 = 4 * h;
+        let what = format!("layer '{}' (LSTM)", self.name);
         let layer = RecurrentExport {
-            op: "LSTM",
             base: "lstm",
             name: &self.name,
+            kind: "LSTM",
             stateful: spec.stateful,
             return_sequences: spec.return_sequences,
-            units: h,
-            // f (the gates), g (the cell input) and h (the cell output).
-            activations: &[
-                ("recurrent_activation", spec.recurrent_activation),
-                ("activation", spec.activation),
-                ("activation", spec.activation),
-            ],
-            attrs: Vec::new(),
+            units: spec.units,
+            input_width: self.input_width,
+            dirs: vec![self.onnx_direction(&what)?],
         };
-        export_recurrent(g, x, layer, |g, p| {
-            let to_onnx = |m: &[f32], rows: usize| {
-                permute_gate_blocks(&transpose(m, rows, h4), h, rows, &KERAS_BLOCK_FOR_ONNX)
-            };
-            let (w, r) = (format!("{p}/W"), format!("{p}/R"));
-            g.add_initializer(&w, &[1, h4, d], &to_onnx(&self.kernel, d))?;
-            g.add_initializer(&r, &[1, h4, h], &to_onnx(&self.recurrent_kernel, h))?;
-            let mut names = vec![w, r];
-            if spec.use_bias {
-                // `B` is `[Wb, Rb]`: the Keras bias, then zeros.
-                let mut bb = permute_gate_blocks(&self.bias, h, 1, &KERAS_BLOCK_FOR_ONNX);
-                bb.resize(2 * h4, 0.0);
-                let b = format!("{p}/B");
-                g.add_initializer(&b, &[1, 2 * h4], &bb)?;
-                names.push(b);
-            }
-            Ok(names)
-        })
+        export_one_direction(g, x, layer)
     }
 }
 
 /// ONNX block `k` (gates i, o, f, c) is Keras block `KERAS_BLOCK_FOR_ONNX[k]` (i, f, c, o).
 const KERAS_BLOCK_FOR_ONNX: [usize; 4] = [0, 3, 1, 2];
+
+impl LstmLayer {
+    /// The layer as one direction of an ONNX `LSTM` operator: the Keras gate blocks i, f,
+    /// c, o reordered to ONNX's i, o, f, c, the kernels transposed to `W [4H, D]` /
+    /// `R [4H, H]`, the Keras bias in `Wb` with zeros in `Rb`; activations f = σ,
+    /// g = h = φ. `what` names the layer in errors.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedFormat`] for an activation ONNX's `LSTM` does not run.
+    pub(crate) fn onnx_direction(&self, what: &str) -> Result<RecurrentDirection> {
+        let spec = &self.spec;
+        let f = recurrent_activation(what, "recurrent_activation", spec.recurrent_activation)?;
+        let g = recurrent_activation(what, "activation", spec.activation)?;
+        let (d, h) = (self.input_width, spec.units);
+        let h4 = 4 * h;
+        let b = spec.use_bias.then(|| {
+            // `B` is `[Wb, Rb]`: the Keras bias, then zeros.
+            let mut bb = vec![0.0f32; 2 * h4];
+            for (og, &kg) in KERAS_BLOCK_FOR_ONNX.iter().enumerate() {
+                bb[og * h..(og + 1) * h].copy_from_slice(&self.bias[kg * h..(kg + 1) * h]);
+            }
+            bb
+        });
+        Ok(RecurrentDirection {
+            op: "LSTM",
+            attrs: Vec::new(),
+            w: reorder_transpose(&self.kernel, d, h, &KERAS_BLOCK_FOR_ONNX),
+            r: reorder_transpose(&self.recurrent_kernel, h, h, &KERAS_BLOCK_FOR_ONNX),
+            b,
+            activations: vec![f, g, g],
+        })
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -1443,7 +1448,7 @@ mod tests {
     fn onnx_gate_reorder_and_transpose() {
         // D 2, H 1: Keras kernel [2, 4], columns i f c o.
         let k = [1.0, 2.0, 3.0, 4.0, 10.0, 20.0, 30.0, 40.0];
-        let w = permute_gate_blocks(&transpose(&k, 2, 4), 1, 2, &KERAS_BLOCK_FOR_ONNX);
+        let w = reorder_transpose(&k, 2, 1, &KERAS_BLOCK_FOR_ONNX);
         // ONNX W [4, 2], rows i o f c.
         assert_eq!(w, vec![1.0, 10.0, 4.0, 40.0, 2.0, 20.0, 3.0, 30.0]);
     }

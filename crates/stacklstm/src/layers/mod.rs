@@ -189,6 +189,8 @@ layer_registry! {
     Gru(gru::Gru) = "GRU",
     /// A Masking layer (first layer only).
     Masking(masking::Masking) = "Masking",
+    /// A Bidirectional wrapper around an LSTM or GRU layer.
+    Bidirectional(bidirectional::Bidirectional) = "Bidirectional",
 }
 
 /// Output of one layer, per sample: a sequence `[T, width]` or a vector `[width]`.
@@ -329,6 +331,16 @@ pub trait LayerConfig: fmt::Debug + Send + Sync {
         name: &str,
         input_width: usize,
     ) -> Result<Vec<(&'static str, Vec<usize>)>>;
+    /// Where a Keras 3 weights file lists this layer's weights, when that is not the
+    /// order of [`weight_shapes`](Self::weight_shapes). The file keeps a layer's variables
+    /// under object paths, and the reader lists the layer's own `vars` first, then those
+    /// of nested objects in path order (`cell/vars`, ...): Keras' order for a layer whose
+    /// nested objects sort in the order Keras creates them (the default, `None`).
+    /// Otherwise `order`, where `order[k]` is the position in the file's list of
+    /// weight `k`, for a file listing `n` variables.
+    fn keras_file_order(&self, _n: usize) -> Option<Vec<usize>> {
+        None
+    }
     /// Builds the layer on `input` with Keras' default initialisers drawn from `rng`; with
     /// `init` false, initialisers that cost more than O(weights) may be skipped (the
     /// weights are about to be set).

@@ -133,14 +133,53 @@ pub trait OnnxGraph {
 /// `HardSigmoid` (`max(0, min(1, alpha x + beta))`).
 pub const HARD_SIGMOID: (f32, f32) = (1.0 / 6.0, 0.5);
 
-/// The name of `a` among the activations of ONNX's recurrent operators (`LSTM`, `GRU`) and
-/// its (alpha, beta) when it takes them: `linear` is `Affine` with alpha 1 and beta 0,
-/// `hard_sigmoid` is [`HARD_SIGMOID`]. `what` names the layer and `field` its option in the
-/// error.
+/// One direction of an ONNX `LSTM` or `GRU` operator, in ONNX's layout: what a recurrent
+/// layer's weights become, for its own export or for a Bidirectional's (which stacks two
+/// of them along the operator's `num_directions` axis).
+#[derive(Debug, Clone)]
+pub(crate) struct RecurrentDirection {
+    /// The operator: `LSTM` or `GRU`.
+    pub op: &'static str,
+    /// The operator's own attributes besides `hidden_size`, `direction` and the
+    /// activations (a GRU's `linear_before_reset`).
+    pub attrs: Vec<(&'static str, OnnxAttr)>,
+    /// `W` `[G·H, D]`: the input kernel transposed, gate blocks in ONNX's order (`G` = 4
+    /// for an LSTM, 3 for a GRU).
+    pub w: Vec<f32>,
+    /// `R` `[G·H, H]`: the recurrent kernel transposed, the same gate order.
+    pub r: Vec<f32>,
+    /// `B` `[2·G·H]`: the input biases `Wb`, then the recurrent biases `Rb`; `None`
+    /// without bias.
+    pub b: Option<Vec<f32>>,
+    /// The operator's activations in ONNX order (LSTM: f, g, h; GRU: f, g), each as its
+    /// ONNX name and its (alpha, beta) when it takes any.
+    pub activations: Vec<(&'static str, Option<(f32, f32)>)>,
+}
+
+/// Transposes a Keras `[rows, G·h]` matrix into ONNX's `[G·h, rows]` with the gate blocks
+/// reordered: output block `og` is Keras block `order[og]` (`G = order.len()`).
+pub(crate) fn reorder_transpose(m: &[f32], rows: usize, h: usize, order: &[usize]) -> Vec<f32> {
+    let cols = order.len() * h;
+    let mut out = vec![0.0f32; cols * rows];
+    for (og, &kg) in order.iter().enumerate() {
+        for u in 0..h {
+            let dst_row = og * h + u;
+            let src_col = kg * h + u;
+            for j in 0..rows {
+                out[dst_row * rows + j] = m[j * cols + src_col];
+            }
+        }
+    }
+    out
+}
+
+/// The ONNX recurrent-operator activation name of `a` and its (alpha, beta), if it takes
+/// any; `what` and `field` name the layer and option in the error.
 ///
 /// # Errors
-/// [`Error::UnsupportedFormat`] for an activation the operators do not have (`softmax`).
-pub(crate) fn rnn_activation(
+/// [`Error::UnsupportedFormat`] for `softmax`, which is
+/// not elementwise.
+pub(crate) fn recurrent_activation(
     what: &str,
     field: &str,
     a: Activation,
@@ -160,65 +199,57 @@ pub(crate) fn rnn_activation(
     })
 }
 
-/// The `activation_alpha` / `activation_beta` lists of a recurrent operator whose activation
-/// slots take `slots` (`None`: a function without parameters); `None` when no slot takes any.
+/// The `activation_alpha` / `activation_beta` lists of a recurrent operator whose
+/// `activations` attribute lists `acts`; `None` when no activation takes parameters.
 ///
-/// The ONNX text can be read as one list entry per activation slot, while onnxruntime hands
-/// the entries out in order to the slots that take parameters. The list returned means the
-/// same under both readings (where they would need different values at one position, the
-/// export is refused rather than guessed).
-///
-/// # Errors
-/// [`Error::UnsupportedFormat`] naming `what` when no list satisfies both readings.
-pub(crate) fn activation_params(
-    what: &str,
-    slots: &[Option<(f32, f32)>],
-) -> Result<Option<Vec<(f32, f32)>>> {
-    let in_order: Vec<(f32, f32)> = slots.iter().flatten().copied().collect();
-    if in_order.is_empty() {
-        return Ok(None);
+/// onnxruntime hands the list out in order to the activations that take parameters; the
+/// ONNX text can also be read as one entry per activation. The lists returned mean the same
+/// under both readings: one value repeated for every entry when all the activations that
+/// take parameters share it; otherwise the parameters in order, which is one entry per
+/// activation, since a recurrent operator repeats at most two distinct functions and both
+/// then take parameters.
+pub(crate) fn recurrent_activation_params(
+    acts: &[(&'static str, Option<(f32, f32)>)],
+) -> Option<Vec<(f32, f32)>> {
+    let mut taking = acts.iter().filter_map(|a| a.1);
+    let first = taking.next()?;
+    if taking.all(|p| p == first) {
+        Some(vec![first; acts.len()])
+    } else {
+        Some(acts.iter().filter_map(|a| a.1).collect())
     }
-    let mut out: Vec<Option<(f32, f32)>> = Vec::with_capacity(slots.len());
-    for (j, slot) in slots.iter().enumerate() {
-        out.push(match (in_order.get(j), slot) {
-            (Some(a), Some(b)) if a != b => {
-                return Err(Error::UnsupportedFormat {
-                    found: format!(
-                        "ONNX export of {what}: activations whose parameters ONNX runtimes read differently"
-                    ),
-                    supported: "recurrent activations where at most one parameterised function (linear, hard_sigmoid) differs from the others".into(),
-                })
-            }
-            (Some(p), _) | (None, Some(p)) => Some(*p),
-            (None, None) => None,
-        });
-    }
-    while out.last() == Some(&None) {
-        out.pop();
-    }
-    // An inner slot neither reading uses: any value will do; repeat the one before.
-    let mut last = in_order[0];
-    Ok(Some(
-        out.into_iter()
-            .map(|p| {
-                if let Some(p) = p {
-                    last = p;
-                }
-                last
-            })
-            .collect(),
-    ))
 }
 
-/// A recurrent layer as one ONNX recurrent operator, for [`export_recurrent`].
+/// The `activations`, `activation_alpha` and `activation_beta` attributes of a recurrent
+/// operator running `acts` (every direction's, in order).
+pub(crate) fn recurrent_activation_attrs(
+    acts: &[(&'static str, Option<(f32, f32)>)],
+) -> Vec<(&'static str, OnnxAttr)> {
+    let mut attrs = vec![(
+        "activations",
+        OnnxAttr::Strs(acts.iter().map(|a| a.0.to_string()).collect()),
+    )];
+    if let Some(p) = recurrent_activation_params(acts) {
+        attrs.push((
+            "activation_alpha",
+            OnnxAttr::Floats(p.iter().map(|x| x.0).collect()),
+        ));
+        attrs.push((
+            "activation_beta",
+            OnnxAttr::Floats(p.iter().map(|x| x.1).collect()),
+        ));
+    }
+    attrs
+}
+
+/// A recurrent layer as one ONNX `LSTM` or `GRU` operator, for [`export_recurrent`].
 #[derive(Debug)]
 pub(crate) struct RecurrentExport<'a> {
-    /// The operator, which is also the layer's Keras class: `LSTM` or `GRU`.
-    pub op: &'static str,
-    /// The base of the layer's name prefix (`lstm`, `gru`).
+    /// The base of the layer's name prefix (`lstm`, `gru`, `bidirectional`).
     pub base: &'static str,
-    /// The layer's name.
+    /// The layer's name and Keras class, for errors.
     pub name: &'a str,
+    pub kind: &'static str,
     /// Whether the layer carries its state between batches (refused: the graph starts every
     /// sequence from zero state).
     pub stateful: bool,
@@ -226,143 +257,186 @@ pub(crate) struct RecurrentExport<'a> {
     pub return_sequences: bool,
     /// Units `H`, the operator's `hidden_size`.
     pub units: usize,
-    /// The operator's activation slots in its order, each as the Keras option it comes from
-    /// and that option's value (`LSTM`: f, g, h; `GRU`: f, g).
-    pub activations: &'a [(&'static str, Activation)],
-    /// Attributes of this operator only (the `GRU`'s `linear_before_reset`).
-    pub attrs: Vec<(&'static str, OnnxAttr)>,
+    /// Input width `D`.
+    pub input_width: usize,
+    /// One direction (`direction = "forward"`) or two (`"bidirectional"`: forward, then
+    /// backward), each with its weights and activations in ONNX's layout.
+    pub dirs: Vec<RecurrentDirection>,
 }
 
-/// Exports a recurrent layer as one forward ONNX `LSTM` or `GRU` operator reading `x`.
+/// What [`export_recurrent`] added: the layer's name prefix, the operator's output and the
+/// step mask the operator ran under.
+#[derive(Debug)]
+pub(crate) struct RecurrentOutput {
+    /// The layer's name prefix.
+    pub prefix: String,
+    /// `Y` `[T, dirs, batch, H]` with `return_sequences`, else `Y_h` `[dirs, batch, H]`.
+    pub y: String,
+    /// The step mask, when the input carries one.
+    pub mask: Option<OnnxStepMask>,
+}
+
+/// Adds one ONNX `LSTM` or `GRU` operator reading `x`, with the weights of every direction
+/// stacked along the operator's `num_directions` axis; the caller reduces that axis (a
+/// `Squeeze`, or a Bidirectional's merge) and then calls [`finish_recurrent`].
 ///
 /// onnxruntime only implements these operators' `layout = 0` (sequence-major
 /// `[T, batch, D]`), so `x` is transposed to sequence-major when it is not already (a run of
-/// recurrent layers stays sequence-major). `weights` adds the layer's initializers under the
-/// prefix it is given and returns their names, the operator's inputs after `X` (`W`, `R` and
-/// optionally `B`). The operator's `Y` `[T, 1, batch, H]` or `Y_h` `[1, batch, H]` is
-/// squeezed to `[T, batch, H]` or `[batch, H]`.
+/// recurrent layers stays sequence-major). Under a step mask each row's kept steps are
+/// gathered to its front and `sequence_lens` counts them (see [`OnnxStepMask`]).
 ///
 /// # Errors
-/// [`Error::UnsupportedFormat`] for a stateful layer or an activation ONNX does not have,
-/// [`Error::InvalidConfig`] for an input without a time axis, and the errors of `weights`.
+/// [`Error::UnsupportedFormat`] for a stateful layer, [`Error::InvalidConfig`] for an input
+/// without a time axis, and size-limit errors of the initializers.
 pub(crate) fn export_recurrent(
     g: &mut dyn OnnxGraph,
     x: OnnxValue,
     layer: RecurrentExport<'_>,
-    weights: impl FnOnce(&mut dyn OnnxGraph, &str) -> Result<Vec<String>>,
-) -> Result<OnnxValue> {
-    let (op, name) = (layer.op, layer.name);
+) -> Result<RecurrentOutput> {
+    let (kind, name) = (layer.kind, layer.name);
     if layer.stateful {
         return Err(Error::UnsupportedFormat {
-            found: format!("ONNX export of stateful {op} '{name}'"),
-            supported: format!("stateless {op}s (each sequence starts from zero state)"),
+            found: format!("ONNX export of stateful layer '{name}' ({kind})"),
+            supported: format!("stateless {kind} layers (each sequence starts from zero state)"),
         });
     }
-    let what = format!("layer '{name}' ({op})");
     if x.layout == OnnxLayout::Flat {
         return Err(Error::config(format!(
-            "{what}: a recurrent layer needs a 3-D sequence input [batch, T, features], but the \
-             previous layer outputs [batch, {}]; set return_sequences on the recurrent layer before it",
+            "layer '{name}' ({kind}): a recurrent layer needs a 3-D sequence input [batch, T, \
+             features], but the previous layer outputs [batch, {}]; set return_sequences on \
+             the recurrent layer before it",
             x.width
         )));
     }
-    let mut names = Vec::with_capacity(layer.activations.len());
-    let mut params = Vec::with_capacity(layer.activations.len());
-    for &(field, a) in layer.activations {
-        let (n, p) = rnn_activation(&what, field, a)?;
-        names.push(n.to_string());
-        params.push(p);
-    }
-    let params = activation_params(&what, &params)?;
+    debug_assert_eq!(x.width, layer.input_width, "layer '{name}': input width");
+    let (d, h, n) = (layer.input_width, layer.units, layer.dirs.len());
+    let op = layer.dirs[0].op;
+    let gh = layer.dirs[0].r.len() / h.max(1);
 
     let p = g.layer_prefix(layer.base);
     let x = g.to_layout(x, OnnxLayout::SeqMajor, &format!("{p}/to_seq_major"))?;
     let mask = g.step_mask();
-    // Under a mask each row's kept steps go first; `sequence_lens` counts them.
     let x_name = match &mask {
         Some(m) => gather_steps(g, &format!("{p}/kept_first"), &x.name, &m.order),
         None => x.name,
     };
-    let mut inputs = vec![x_name];
-    inputs.extend(weights(g, &p)?);
+    let stack = |f: fn(&RecurrentDirection) -> &[f32]| -> Vec<f32> {
+        layer.dirs.iter().flat_map(|dir| f(dir).to_vec()).collect()
+    };
+    let (w_name, r_name) = (format!("{p}/W"), format!("{p}/R"));
+    g.add_initializer(&w_name, &[n, gh, d], &stack(|dir| &dir.w))?;
+    g.add_initializer(&r_name, &[n, gh, h], &stack(|dir| &dir.r))?;
+    let mut inputs = vec![x_name, w_name, r_name];
+    if layer.dirs.iter().all(|dir| dir.b.is_some()) {
+        let b_name = format!("{p}/B");
+        let bias: Vec<f32> = layer
+            .dirs
+            .iter()
+            .flat_map(|dir| dir.b.clone().unwrap_or_default())
+            .collect();
+        g.add_initializer(&b_name, &[n, 2 * gh], &bias)?;
+        inputs.push(b_name);
+    }
     if let Some(m) = &mask {
         if inputs.len() == 3 {
             inputs.push(String::new()); // no `B`
         }
         inputs.push(m.lens.clone());
     }
-
-    let h = layer.units;
+    let direction = if n == 2 { "bidirectional" } else { "forward" };
     let mut attrs: Vec<(&'static str, OnnxAttr)> = vec![
         ("hidden_size", OnnxAttr::Int(h as i64)),
-        ("direction", OnnxAttr::Str("forward".into())),
-        ("activations", OnnxAttr::Strs(names)),
+        ("direction", OnnxAttr::Str(direction.into())),
     ];
-    if let Some(params) = params {
-        attrs.push((
-            "activation_alpha",
-            OnnxAttr::Floats(params.iter().map(|x| x.0).collect()),
-        ));
-        attrs.push((
-            "activation_beta",
-            OnnxAttr::Floats(params.iter().map(|x| x.1).collect()),
-        ));
-    }
-    attrs.extend(layer.attrs);
+    let acts: Vec<_> = layer
+        .dirs
+        .iter()
+        .flat_map(|dir| dir.activations.clone())
+        .collect();
+    attrs.extend(recurrent_activation_attrs(&acts));
+    attrs.extend(layer.dirs[0].attrs.clone());
 
     let node = format!("{p}/{op}");
-    let (outputs, squeeze_axis, layout) = if layer.return_sequences {
-        (vec![format!("{node}:Y")], 1, OnnxLayout::SeqMajor)
+    let outputs = if layer.return_sequences {
+        vec![format!("{node}:Y")]
     } else {
-        (
-            vec![String::new(), format!("{node}:Y_h")],
-            0,
-            OnnxLayout::Flat,
-        )
+        vec![String::new(), format!("{node}:Y_h")]
     };
-    let produced = outputs.last().cloned().unwrap_or_default();
+    let y = outputs.last().cloned().unwrap_or_default();
     g.add_node(node, op, inputs, outputs, attrs);
+    Ok(RecurrentOutput { prefix: p, y, mask })
+}
 
-    // Y [T, 1, B, H] -> [T, B, H]; Y_h [1, B, H] -> [B, H].
-    let axes = g.axes(squeeze_axis);
-    let sq = format!("{p}/squeeze");
-    let out = format!("{sq}:0");
-    g.add_node(
-        sq,
-        "Squeeze",
-        vec![produced, axes],
-        vec![out.clone()],
-        vec![],
-    );
-    let out = match &mask {
-        // Keras' output at step t: the output of the last kept step at or before t (zeros
-        // before the first), i.e. the carried state.
-        Some(m) if layer.return_sequences => {
+/// The layer's output value from `out`, the operator's output with its direction axis
+/// reduced (`[T, batch, width]` or `[batch, width]`). Under a step mask, a sequence goes
+/// back to Keras' positions: at each step the output of the last kept step at or before it
+/// (the carried state; zeros before the first), or, with `zero_masked` (inside a
+/// Bidirectional, as Keras does), zeros at every masked step. Without `return_sequences`
+/// the mask ends here: `Y_h` is already the state after the row's last kept step.
+pub(crate) fn finish_recurrent(
+    g: &mut dyn OnnxGraph,
+    rec: &RecurrentOutput,
+    out: String,
+    return_sequences: bool,
+    zero_masked: bool,
+    width: usize,
+) -> OnnxValue {
+    let p = &rec.prefix;
+    let name = match &rec.mask {
+        Some(m) if return_sequences => {
             let back = gather_steps(g, &format!("{p}/in_place"), &out, &m.last_kept);
             let node = format!("{p}/held");
             let held = format!("{node}:0");
+            let factor = if zero_masked { &m.keep } else { &m.seen };
             g.add_node(
                 node,
                 "Mul",
-                vec![back, m.seen.clone()],
+                vec![back, factor.clone()],
                 vec![held.clone()],
                 vec![],
             );
             held
         }
-        // The mask ends at a layer that drops the time axis; `Y_h` is already the state after
-        // the row's last kept step (zero for a row without one).
         Some(_) => {
             g.set_step_mask(None);
             out
         }
         None => out,
     };
-    Ok(OnnxValue {
-        name: out,
-        layout,
-        width: h,
-    })
+    OnnxValue {
+        name,
+        layout: if return_sequences {
+            OnnxLayout::SeqMajor
+        } else {
+            OnnxLayout::Flat
+        },
+        width,
+    }
+}
+
+/// A one-direction recurrent layer's export: the operator, its direction axis squeezed.
+///
+/// # Errors
+/// As [`export_recurrent`].
+pub(crate) fn export_one_direction(
+    g: &mut dyn OnnxGraph,
+    x: OnnxValue,
+    layer: RecurrentExport<'_>,
+) -> Result<OnnxValue> {
+    let (rs, h) = (layer.return_sequences, layer.units);
+    let rec = export_recurrent(g, x, layer)?;
+    // Y [T, 1, B, H] -> [T, B, H]; Y_h [1, B, H] -> [B, H].
+    let axes = g.axes(if rs { 1 } else { 0 });
+    let sq = format!("{}/squeeze", rec.prefix);
+    let out = format!("{sq}:0");
+    g.add_node(
+        sq,
+        "Squeeze",
+        vec![rec.y.clone(), axes],
+        vec![out.clone()],
+        vec![],
+    );
+    Ok(finish_recurrent(g, &rec, out, rs, false, h))
 }
 
 /// `GatherElements` along time (axis 0) of the sequence-major `x` `[T, batch, w]` with the
@@ -401,50 +475,37 @@ mod tests {
 
     #[test]
     fn activation_params_mean_the_same_under_both_readings() {
-        let (f, g) = ((0.5, 0.25), HARD_SIGMOID);
+        let (f, g) = (
+            ("Affine", Some((0.5, 0.25))),
+            ("HardSigmoid", Some(HARD_SIGMOID)),
+        );
+        let t = ("Tanh", None);
         // None take parameters: no lists.
-        assert_eq!(activation_params("l", &[None, None, None]).unwrap(), None);
-        // LSTM f, g, h with g = h.
+        assert_eq!(recurrent_activation_params(&[t, t, t]), None);
+        // One parameterised function, repeated for every slot.
         assert_eq!(
-            activation_params("l", &[Some(f), None, None]).unwrap(),
-            Some(vec![f])
+            recurrent_activation_params(&[f, t, t]),
+            Some(vec![f.1.unwrap(); 3])
         );
         assert_eq!(
-            activation_params("l", &[None, Some(g), Some(g)]).unwrap(),
-            Some(vec![g, g, g])
+            recurrent_activation_params(&[t, g, g]),
+            Some(vec![g.1.unwrap(); 3])
         );
+        // Two: one entry per slot, in order.
         assert_eq!(
-            activation_params("l", &[Some(f), Some(g), Some(g)]).unwrap(),
-            Some(vec![f, g, g])
-        );
-        // GRU f, g.
-        assert_eq!(
-            activation_params("l", &[None, Some(g)]).unwrap(),
-            Some(vec![g, g])
-        );
-        assert_eq!(
-            activation_params("l", &[Some(f), None]).unwrap(),
-            Some(vec![f])
-        );
-        assert_eq!(
-            activation_params("l", &[Some(f), Some(g)]).unwrap(),
-            Some(vec![f, g])
-        );
-        // Slot 1 would get f in onnxruntime but g in the per-slot reading.
-        let e = activation_params("layer 'x' (LSTM)", &[None, Some(f), Some(g)]).unwrap_err();
-        assert!(
-            matches!(e, Error::UnsupportedFormat { .. }) && e.to_string().contains("'x'"),
-            "{e}"
+            recurrent_activation_params(&[f, g, g]),
+            Some(vec![f.1.unwrap(), g.1.unwrap(), g.1.unwrap()])
         );
     }
 
     #[test]
     fn softmax_has_no_recurrent_onnx_activation() {
-        let e = rnn_activation("layer 'x' (GRU)", "activation", Activation::Softmax).unwrap_err();
+        let e =
+            recurrent_activation("layer 'x' (GRU)", "activation", Activation::Softmax).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("softmax") && msg.contains("'x'"), "{msg}");
         assert_eq!(
-            rnn_activation("l", "activation", Activation::Linear).unwrap(),
+            recurrent_activation("l", "activation", Activation::Linear).unwrap(),
             ("Affine", Some((1.0, 0.0)))
         );
     }

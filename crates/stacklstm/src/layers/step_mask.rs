@@ -176,9 +176,25 @@ mod tests {
 
     #[test]
     fn masked_gradients_match_finite_differences() {
+        use crate::layers::bidirectional::{Bidirectional, MergeMode};
         let (t, b) = (ROWS[0].len(), ROWS.len());
         let m = mask();
-        for spec in specs() {
+        let mut all = specs();
+        // Inside a Bidirectional: each copy skips masked steps (the backward copy reads
+        // them reversed) and a sequence output is zero at masked steps.
+        for (mode, rs) in [
+            (MergeMode::Concat, true),
+            (MergeMode::Mul, true),
+            (MergeMode::Ave, false),
+        ] {
+            all.push(Box::new(
+                Bidirectional::new(Lstm::new(3).return_sequences(rs)).merge_mode(mode),
+            ));
+            all.push(Box::new(
+                Bidirectional::new(Gru::new(3).return_sequences(rs)).merge_mode(mode),
+            ));
+        }
+        for spec in all {
             let base = build(&*spec, 5);
             let mut rng = Rng::new(6);
             let x = rand_vec(&mut rng, t * b * D, 1.0);

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array3, ArrayD, IxDyn};
 use serde_json::Value;
-use stacklstm::layers::masking::Masking;
-use stacklstm::{Activation, Dense, Embedding, Gru, Loss, Lstm, Model, Sequential};
+use stacklstm::{
+    Activation, Bidirectional, Dense, Embedding, Gru, LayerSpec, Loss, Lstm, Masking, MergeMode,
+    Model, Sequential,
+};
 
 /// `$var`, else `shared/<folder>` beside the repository (`../shared/<folder>` from the
 /// repository root) or above it.
@@ -108,25 +110,6 @@ pub fn loss_of(json: &Value) -> Result<Loss, String> {
     }
 }
 
-/// Layers of the fixture format this library does not implement yet: Bidirectional.
-/// A parity test lists a case that uses one as not yet supported (neither passed nor
-/// failed); every other unknown layer is an error.
-pub fn not_yet_supported(dir: &Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(dir.join("case.json")).map_err(|e| e.to_string())?;
-    let json: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-    let layers = json["model"]["layers"].as_array().ok_or("layers")?;
-    let mut missing: Vec<String> = layers
-        .iter()
-        .filter_map(|l| match l["type"].as_str() {
-            Some(t @ "bidirectional") => Some(t.to_string()),
-            _ => None,
-        })
-        .collect();
-    missing.sort();
-    missing.dedup();
-    Ok(missing)
-}
-
 /// Fails on a field of `l` outside `known`: the fixture schema is complete, so an unknown
 /// option is a failure, not something to skip.
 fn reject_unknown(l: &Value, known: &[&str], what: &str) -> Result<(), String> {
@@ -136,6 +119,55 @@ fn reject_unknown(l: &Value, known: &[&str], what: &str) -> Result<(), String> {
     {
         Some(k) => Err(format!("{what}: unsupported option '{k}'")),
         None => Ok(()),
+    }
+}
+
+/// An `"lstm"` or `"gru"` layer object as a spec; any other type or an unknown option is an
+/// error.
+fn recurrent(l: &Value, what: &str) -> Result<LayerSpec, String> {
+    let units = l["units"].as_u64().ok_or(format!("{what}: units"))? as usize;
+    let rs = l["return_sequences"].as_bool().unwrap_or(false);
+    let act = activation(&l["activation"], "activation")?;
+    let rec = activation(&l["recurrent_activation"], "recurrent_activation")?;
+    let bias = l["use_bias"].as_bool().unwrap_or(true);
+    let common = [
+        "type",
+        "units",
+        "return_sequences",
+        "activation",
+        "recurrent_activation",
+        "use_bias",
+    ];
+    match l["type"].as_str() {
+        Some("lstm") => {
+            reject_unknown(
+                l,
+                &[&common[..], &["unit_forget_bias"]].concat(),
+                &format!("{what}: LSTM"),
+            )?;
+            Ok(Lstm::new(units)
+                .return_sequences(rs)
+                .activation(act)
+                .recurrent_activation(rec)
+                .use_bias(bias)
+                .unit_forget_bias(l["unit_forget_bias"].as_bool().unwrap_or(true))
+                .into())
+        }
+        Some("gru") => {
+            reject_unknown(
+                l,
+                &[&common[..], &["reset_after"]].concat(),
+                &format!("{what}: GRU"),
+            )?;
+            Ok(Gru::new(units)
+                .return_sequences(rs)
+                .activation(act)
+                .recurrent_activation(rec)
+                .use_bias(bias)
+                .reset_after(l["reset_after"].as_bool().unwrap_or(true))
+                .into())
+        }
+        other => Err(format!("{what}: not an LSTM or GRU layer: {other:?}")),
     }
 }
 
@@ -167,90 +199,49 @@ pub fn load_case(dir: &Path) -> Result<Case, String> {
         None => seq.input_features(features),
     };
     for (i, l) in m["layers"].as_array().ok_or("layers")?.iter().enumerate() {
-        let dim = |k: &str| {
-            l[k].as_u64()
-                .map(|v| v as usize)
-                .ok_or(format!("layer {i}: {k}"))
-        };
-        match l["type"].as_str() {
+        let what = format!("layer {i}");
+        seq = match l["type"].as_str() {
+            Some("lstm" | "gru") => seq.add(recurrent(l, &what)?),
+            Some("bidirectional") => {
+                reject_unknown(l, &["type", "merge_mode", "layer"], &what)?;
+                let mode = l["merge_mode"]
+                    .as_str()
+                    .ok_or(format!("{what}: merge_mode"))?;
+                let mode = MergeMode::from_name(mode).map_err(|e| format!("{what}: {e}"))?;
+                let inner = recurrent(&l["layer"], &format!("{what}: wrapped layer"))?;
+                seq.add(Bidirectional::new(inner).merge_mode(mode))
+            }
             Some("masking") => {
-                reject_unknown(l, &["type", "mask_value"], &format!("layer {i}: Masking"))?;
+                reject_unknown(l, &["type", "mask_value"], &format!("{what}: Masking"))?;
                 let v = l["mask_value"]
                     .as_f64()
-                    .ok_or(format!("layer {i}: mask_value"))?;
-                seq = seq.add(Masking::new(v as f32));
-                continue;
+                    .ok_or(format!("{what}: mask_value"))?;
+                seq.add(Masking::new(v as f32))
             }
             Some("embedding") => {
                 let known = ["type", "input_dim", "output_dim", "mask_zero"];
-                reject_unknown(l, &known, &format!("layer {i}: Embedding"))?;
-                seq = seq.add(
+                reject_unknown(l, &known, &format!("{what}: Embedding"))?;
+                let dim = |k: &str| {
+                    l[k].as_u64()
+                        .map(|v| v as usize)
+                        .ok_or(format!("{what}: {k}"))
+                };
+                seq.add(
                     Embedding::new(dim("input_dim")?, dim("output_dim")?)
                         .mask_zero(l["mask_zero"].as_bool().unwrap_or(false)),
-                );
-                continue;
-            }
-            _ => {}
-        }
-        let units = dim("units")?;
-        match l["type"].as_str() {
-            Some("lstm") => {
-                let known = [
-                    "type",
-                    "units",
-                    "return_sequences",
-                    "activation",
-                    "recurrent_activation",
-                    "use_bias",
-                    "unit_forget_bias",
-                ];
-                reject_unknown(l, &known, &format!("layer {i}: LSTM"))?;
-                seq = seq.add(
-                    Lstm::new(units)
-                        .return_sequences(l["return_sequences"].as_bool().unwrap_or(false))
-                        .activation(activation(&l["activation"], "activation")?)
-                        .recurrent_activation(activation(
-                            &l["recurrent_activation"],
-                            "recurrent_activation",
-                        )?)
-                        .use_bias(l["use_bias"].as_bool().unwrap_or(true))
-                        .unit_forget_bias(l["unit_forget_bias"].as_bool().unwrap_or(true)),
-                );
-            }
-            Some("gru") => {
-                let known = [
-                    "type",
-                    "units",
-                    "return_sequences",
-                    "activation",
-                    "recurrent_activation",
-                    "use_bias",
-                    "reset_after",
-                ];
-                reject_unknown(l, &known, &format!("layer {i}: GRU"))?;
-                seq = seq.add(
-                    Gru::new(units)
-                        .return_sequences(l["return_sequences"].as_bool().unwrap_or(false))
-                        .activation(activation(&l["activation"], "activation")?)
-                        .recurrent_activation(activation(
-                            &l["recurrent_activation"],
-                            "recurrent_activation",
-                        )?)
-                        .use_bias(l["use_bias"].as_bool().unwrap_or(true))
-                        .reset_after(l["reset_after"].as_bool().unwrap_or(true)),
-                );
+                )
             }
             Some("dense") => {
                 reject_unknown(
                     l,
                     &["type", "units", "activation"],
-                    &format!("layer {i}: Dense"),
+                    &format!("{what}: Dense"),
                 )?;
-                seq = seq
-                    .add(Dense::new(units).activation(activation(&l["activation"], "activation")?));
+                let units = l["units"].as_u64().ok_or(format!("{what}: units"))? as usize;
+                seq.add(Dense::new(units).activation(activation(&l["activation"], "activation")?))
             }
-            other => return Err(format!("layer {i}: unsupported layer type {other:?}")),
-        }
+            other => return Err(format!("{what}: unsupported layer type {other:?}")),
+        };
     }
     let mut model = seq.build().map_err(|e| e.to_string())?;
     model
@@ -267,17 +258,39 @@ pub fn load_case(dir: &Path) -> Result<Case, String> {
     })
 }
 
-/// A weights list (one object per layer, Keras order kernel, recurrent_kernel, bias).
+/// A weights list (one object per layer, Keras order kernel, recurrent_kernel, bias; a
+/// Bidirectional layer's `{"forward": {...}, "backward": {...}}`, the forward copy's
+/// first), flattened in Keras' `get_weights()` order.
 pub fn weights(v: &Value) -> Result<Vec<ArrayD<f32>>, String> {
     let mut out = Vec::new();
     for layer in v.as_array().ok_or("weights is not a list")? {
-        for key in ["embeddings", "kernel", "recurrent_kernel", "bias"] {
-            if !layer[key].is_null() {
-                out.push(tensor(&layer[key])?);
+        if layer.get("forward").is_some() || layer.get("backward").is_some() {
+            reject_unknown(layer, &["forward", "backward"], "Bidirectional weights")?;
+            for copy in ["forward", "backward"] {
+                let what = format!("Bidirectional {copy} weights");
+                let w = &layer[copy];
+                if !w.is_object() {
+                    return Err(format!("{what}: not an object: {w}"));
+                }
+                reject_unknown(w, &["kernel", "recurrent_kernel", "bias"], &what)?;
+                layer_weights(w, &mut out)?;
             }
+        } else {
+            layer_weights(layer, &mut out)?;
         }
     }
     Ok(out)
+}
+
+/// One layer's `embeddings`, `kernel`, `recurrent_kernel`, `bias` (those present),
+/// appended to `out`.
+fn layer_weights(layer: &Value, out: &mut Vec<ArrayD<f32>>) -> Result<(), String> {
+    for key in ["embeddings", "kernel", "recurrent_kernel", "bias"] {
+        if !layer[key].is_null() {
+            out.push(tensor(&layer[key])?);
+        }
+    }
+    Ok(())
 }
 
 /// `max |a - b|`.

@@ -1,9 +1,9 @@
-//! `stacklstm train MODE ...`: trains a stacked LSTM and saves it, with its preprocessing, in
-//! the native format. The mode says what the data is: `series` (a CSV time series) or `text`
-//! (a language model). Each mode is one file that reads its data and describes its model;
-//! the options they share are in `options`, and `session` runs the training for all of them
-//! (resume, checkpoints, Ctrl-C, the saved model and the report). A new mode is one more
-//! variant of [`Mode`] and its file.
+//! `stacklstm train MODE ...`: trains a stacked LSTM or GRU (`--cell`) and saves it, with its
+//! preprocessing, in the native format. The mode says what the data is: `series` (a CSV time
+//! series) or `text` (a language model). Each mode is one file that reads its data and
+//! describes its model; the options they share are in `options`, and `session` runs the
+//! training for all of them (resume, checkpoints, Ctrl-C, the saved model and the report). A
+//! new mode is one more variant of [`Mode`] and its file.
 
 mod options;
 mod series;

@@ -7,13 +7,14 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use stacklstm::optim::OptimizerConfig;
 use stacklstm::{
-    Activation, Adagrad, Adam, AdamW, Arch, Dense, Embedding, Lstm, RmsProp, Sequential, Sgd,
+    Activation, Adagrad, Adam, AdamW, Arch, Bidirectional, Dense, Embedding, Gru, LayerSpec, Lstm,
+    MergeMode, RmsProp, Sequential, Sgd,
 };
 
 /// Options shared by `train series` and `train text` (flattened into each).
 #[derive(Debug, clap::Args)]
 pub struct CommonArgs {
-    /// LSTM units per layer, comma-separated, from the input up.
+    /// Recurrent units per layer, comma-separated, from the input up.
     #[arg(
         long,
         value_delimiter = ',',
@@ -21,13 +22,26 @@ pub struct CommonArgs {
         help_heading = "Model"
     )]
     pub layers: Vec<usize>,
-    /// Hidden Dense layers (relu) between the LSTMs and the output, comma-separated [default: none].
+    /// Cell of every recurrent layer: LSTM or GRU (Keras' GRU, reset_after).
+    #[arg(long, value_enum, default_value_t = CellName::Lstm, help_heading = "Model")]
+    pub cell: CellName,
+    /// Wrap every recurrent layer in a Bidirectional layer that merges its forward and backward runs with MERGE (Keras' merge_mode) [default: off; MERGE defaults to concat]. Series only: a language model cannot read the tokens it predicts.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MERGE",
+        num_args = 0..=1,
+        default_missing_value = "concat",
+        help_heading = "Model"
+    )]
+    pub bidirectional: Option<MergeName>,
+    /// Hidden Dense layers (relu) between the recurrent layers and the output, comma-separated [default: none].
     #[arg(long, value_delimiter = ',', help_heading = "Model")]
     pub dense: Vec<usize>,
-    /// LSTM input dropout rate.
+    /// Input dropout rate of the recurrent layers.
     #[arg(long, default_value_t = 0.0, help_heading = "Model")]
     pub dropout: f32,
-    /// LSTM recurrent dropout rate.
+    /// Recurrent dropout rate of the recurrent layers.
     #[arg(long, default_value_t = 0.0, help_heading = "Model")]
     pub recurrent_dropout: f32,
     /// Architecture file (JSON or TOML Sequential spec, or a model file) instead of the flags above [default: none].
@@ -92,6 +106,68 @@ pub struct CommonArgs {
     pub json: bool,
 }
 
+/// The cells `--cell` names. (Plain comments, not doc comments, on the variants: clap would
+/// otherwise list them one per line instead of `[possible values: lstm, gru]`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CellName {
+    // Keras `LSTM`.
+    Lstm,
+    // Keras `GRU` with its defaults (reset_after, as PyTorch's nn.GRU).
+    Gru,
+}
+
+impl CellName {
+    /// A recurrent layer of this cell with Keras' defaults and the options every stack
+    /// sets the same way.
+    fn layer(
+        self,
+        units: usize,
+        return_sequences: bool,
+        stateful: bool,
+        dropout: f32,
+        recurrent_dropout: f32,
+    ) -> LayerSpec {
+        match self {
+            CellName::Lstm => Lstm::new(units)
+                .return_sequences(return_sequences)
+                .stateful(stateful)
+                .dropout(dropout)
+                .recurrent_dropout(recurrent_dropout)
+                .into(),
+            CellName::Gru => Gru::new(units)
+                .return_sequences(return_sequences)
+                .stateful(stateful)
+                .dropout(dropout)
+                .recurrent_dropout(recurrent_dropout)
+                .into(),
+        }
+    }
+}
+
+/// The merge modes `--bidirectional` names (Keras' `merge_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MergeName {
+    // Forward and backward outputs side by side (2 x units wide).
+    Concat,
+    // Their sum.
+    Sum,
+    // Their product.
+    Mul,
+    // Their mean.
+    Ave,
+}
+
+impl MergeName {
+    fn mode(self) -> MergeMode {
+        match self {
+            MergeName::Concat => MergeMode::Concat,
+            MergeName::Sum => MergeMode::Sum,
+            MergeName::Mul => MergeMode::Mul,
+            MergeName::Ave => MergeMode::Ave,
+        }
+    }
+}
+
 /// The optimizers `--optimizer` names, with Keras' defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OptimizerName {
@@ -102,13 +178,14 @@ pub enum OptimizerName {
     Adagrad,
 }
 
-/// Which kind of model the LSTM stack feeds.
+/// Which kind of model the recurrent stack feeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stack {
-    /// Windows in, one prediction per window out: the last LSTM returns its last step.
+    /// Windows in, one prediction per window out: the last recurrent layer returns its last
+    /// step.
     Series,
     /// Token ids in, a prediction per token out: an Embedding of this width first, every
-    /// LSTM returns sequences and keeps its state across batches (truncated BPTT).
+    /// recurrent layer returns sequences and keeps its state across batches (truncated BPTT).
     Text {
         /// Embedding width.
         embedding: usize,
@@ -169,7 +246,9 @@ impl CommonArgs {
             return Ok(spec);
         }
         if self.layers.is_empty() || self.layers.contains(&0) {
-            bail!("--layers needs at least one LSTM with units >= 1, e.g. --layers 50,50");
+            bail!(
+                "--layers needs at least one recurrent layer with units >= 1, e.g. --layers 50,50"
+            );
         }
         let mut spec = Sequential::new().seed(self.seed);
         spec.input_shape = Some((timesteps, features));
@@ -177,15 +256,26 @@ impl CommonArgs {
             spec = spec.add(Embedding::new(outputs, embedding));
         }
         let text = stack != Stack::Series;
+        if text && self.bidirectional.is_some() {
+            bail!(
+                "--bidirectional: a language model predicts each next token, and the backward \
+                 half of a bidirectional layer would read the tokens it predicts; drop \
+                 --bidirectional (it is for series and classification)"
+            );
+        }
         let n = self.layers.len();
         for (i, &u) in self.layers.iter().enumerate() {
-            spec = spec.add(
-                Lstm::new(u)
-                    .return_sequences(text || i + 1 < n)
-                    .stateful(text)
-                    .dropout(self.dropout)
-                    .recurrent_dropout(self.recurrent_dropout),
+            let layer = self.cell.layer(
+                u,
+                text || i + 1 < n,
+                text,
+                self.dropout,
+                self.recurrent_dropout,
             );
+            spec = match self.bidirectional {
+                Some(m) => spec.add(Bidirectional::new(layer).merge_mode(m.mode())),
+                None => spec.add(layer),
+            };
         }
         for &d in &self.dense {
             spec = spec.add(Dense::new(d).activation(Activation::Relu));

@@ -202,5 +202,6 @@ pub fn test_report(
         "seasonal_naive_rmse": window::rmse(&seasonal, &truth)?,
         "seasonal_naive_mae": window::mae(&seasonal, &truth)?,
         "season": season,
+        "network": crate::cmd::report::network(model),
     }))
 }

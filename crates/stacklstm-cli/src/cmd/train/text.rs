@@ -1,6 +1,6 @@
 //! `stacklstm train text --data FILE.txt --out MODEL`: a character- or word-level language
 //! model on a UTF-8 text, trained with stateful truncated BPTT (`--seq-len` steps per batch,
-//! the LSTM state carried across batches). The last `--val-frac` of the tokens validate.
+//! the recurrent state carried across batches). The last `--val-frac` of the tokens validate.
 
 use std::path::PathBuf;
 

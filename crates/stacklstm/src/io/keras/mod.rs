@@ -22,7 +22,7 @@ use std::path::Path;
 use ndarray::{ArrayD, IxDyn};
 
 use crate::error::{shape_str, Error, Result};
-use crate::layers::LayerSpec;
+use crate::layers::{LayerConfig, LayerSpec};
 use crate::model::{Model, Sequential};
 
 pub use archive::{MAX_CONFIG_BYTES, MAX_WEIGHTS_BYTES};
@@ -65,14 +65,18 @@ pub struct Tensor {
 
 /// The variables of each layer of a weights file.
 ///
-/// Each layer's variables are in Keras order, as its spec's
-/// [`LayerConfig::weight_shapes`](crate::layers::LayerConfig::weight_shapes) lists them (an
-/// LSTM: `kernel [in, 4u]`, `recurrent_kernel [u, 4u]`, `bias [4u]` when it has one; a layer
-/// without weights: none). From [`read_keras_file`] the layers are in the model's order; from
-/// [`read_weights_h5`] in the file's order (by name), so look them up with [`KerasWeights::get`].
+/// Each layer's variables are in the file's order: the layer's own `vars`, then those of
+/// nested objects by path (`cell/vars`). For most layers that is Keras order, as its spec's
+/// [`LayerConfig::weight_shapes`] lists them (an LSTM: `kernel [in, 4u]`,
+/// `recurrent_kernel [u, 4u]`, `bias [4u]` when it has one; a layer without weights:
+/// none); a layer for which it is not says where each of its weights is
+/// ([`LayerConfig::keras_file_order`]: a Bidirectional's `backward_layer` sorts before its
+/// `forward_layer`), and [`weights_into`] follows it. From [`read_keras_file`] the layers
+/// are in the model's order; from [`read_weights_h5`] in the file's order (by name), so
+/// look them up with [`KerasWeights::get`].
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct KerasWeights {
-    /// `(layer name, its variables in Keras order)`.
+    /// `(layer name, its variables in the file's order)`.
     pub layers: Vec<(String, Vec<Tensor>)>,
 }
 
@@ -134,12 +138,25 @@ pub fn read_weights_h5_bytes(bytes: &[u8], name_for_errors: &str) -> Result<Kera
     hdf5::read_weights(bytes, name_for_errors)
 }
 
+/// A layer's variables `vars`, listed as the file lists them, in the layer's Keras order
+/// ([`LayerConfig::keras_file_order`]); as they are when the layer keeps the file's order,
+/// or when their count is not the one the order is for (the shape check reports that).
+fn in_keras_order<'a>(layer: &dyn LayerConfig, vars: &'a [Tensor]) -> Vec<&'a Tensor> {
+    match layer.keras_file_order(vars.len()) {
+        Some(order) if order.len() == vars.len() && order.iter().all(|&i| i < vars.len()) => {
+            order.iter().map(|&i| &vars[i]).collect()
+        }
+        _ => vars.iter().collect(),
+    }
+}
+
 /// Checks `weights` against `model` and returns them in the model's layer order.
 ///
 /// Every layer must have exactly the variables its configuration implies
-/// ([`LayerConfig::weight_shapes`](crate::layers::LayerConfig::weight_shapes)), with the
-/// right shapes (a layer without weights none). Weights for layers the model does not have
-/// are an error too. All mismatches are listed in one [`Error::Format`].
+/// ([`LayerConfig::weight_shapes`], in the file's order for the layer,
+/// [`LayerConfig::keras_file_order`]), with the right shapes (a layer without weights
+/// none). Weights for layers the model does not have are an error too. All mismatches are
+/// listed in one [`Error::Format`]. The variables are returned as the file lists them.
 ///
 /// # Errors
 /// [`Error::Format`] as above; [`Error::InvalidConfig`] for a layer whose options give no
@@ -165,7 +182,10 @@ pub fn match_weights(
             .map(|(_, shape)| shape)
             .collect();
         width = layer.output_width(width);
-        let got: Vec<Vec<usize>> = vars.iter().map(|t| t.shape.clone()).collect();
+        let got: Vec<Vec<usize>> = in_keras_order(layer, &vars)
+            .into_iter()
+            .map(|t| t.shape.clone())
+            .collect();
         if got != expected {
             let fmt = |v: &[Vec<usize>]| {
                 v.iter()
@@ -226,12 +246,12 @@ pub fn weights_into(spec: &Sequential, weights: &KerasWeights, file: &str) -> Re
     let mut problems = Vec::new();
     let mut arrays = Vec::with_capacity(expected.len());
     let mut it = expected.iter();
-    for name in &names {
+    for (layer, name) in spec.layers.iter().zip(&names) {
         let n_vars = expected
             .iter()
             .filter(|(e, _)| e.split_once('/').map(|x| x.0) == Some(name.as_str()))
             .count();
-        let vars = weights.get(name).unwrap_or(&[]);
+        let vars = in_keras_order(layer.config(), weights.get(name).unwrap_or(&[]));
         if vars.len() != n_vars {
             problems.push(format!(
                 "layer '{name}' needs {n_vars} weight tensors, the file has {}",
