@@ -26,20 +26,22 @@ def shared_dir(env, name):
 
 
 FIXTURES = shared_dir("STACKLSTM_FIXTURES", "fixtures")
+RNN_FIXTURES = shared_dir("STACKLSTM_FIXTURES_RNN", "fixtures-rnn")
 
 
-def fixture_cases():
-    if not FIXTURES.is_dir():
-        pytest.fail(f"golden fixtures not found at {FIXTURES} (set STACKLSTM_FIXTURES)")
-    return sorted(p.name for p in FIXTURES.iterdir() if (p / "case.json").is_file())
+def fixture_cases(folder=FIXTURES):
+    if not folder.is_dir():
+        pytest.fail(f"golden fixtures not found at {folder} (set STACKLSTM_FIXTURES / "
+                    "STACKLSTM_FIXTURES_RNN)")
+    return sorted(p.name for p in folder.iterdir() if (p / "case.json").is_file())
 
 
 def tensor(t):
     return np.asarray(t["data"], dtype=np.float32).reshape(t["shape"])
 
 
-def load_case(name):
-    with open(FIXTURES / name / "case.json") as f:
+def load_case(name, folder=FIXTURES):
+    with open(folder / name / "case.json") as f:
         return json.load(f)
 
 
@@ -47,7 +49,10 @@ def keras_weights(layers):
     """A fixture's per-layer weight dicts as a Keras get_weights() list."""
     out = []
     for w in layers:
-        for key in ("kernel", "recurrent_kernel", "bias"):
+        if "forward" in w:  # Bidirectional: the forward layer's, then the backward's
+            out += keras_weights([w["forward"], w["backward"]])
+            continue
+        for key in ("embeddings", "kernel", "recurrent_kernel", "bias"):
             if key in w:
                 out.append(tensor(w[key]))
     return out

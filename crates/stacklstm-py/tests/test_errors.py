@@ -105,6 +105,8 @@ def test_configuration_errors():
     (lambda: layers.LSTM(4, activation="gelu"), "activation 'gelu'"),
     (lambda: layers.GRU(4, dtype="float16"), "float16"),
     (lambda: layers.Dropout(0.5, noise_shape=(None, 1, 4)), "noise_shape"),
+    (lambda: layers.Bidirectional(layers.Dense(2)), "wrapping Dense"),
+    (lambda: layers.Bidirectional(layers.LSTM(2), merge_mode=None), "merge_mode"),
     (lambda: optimizers.Adam(amsgrad=True), "amsgrad"),
     (lambda: optimizers.SGD(weight_decay=0.1), "weight_decay"),
     (lambda: model().compile(optimizer="nadam", loss="mse"), "nadam"),

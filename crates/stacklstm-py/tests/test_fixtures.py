@@ -1,4 +1,5 @@
-"""Every golden Keras case of ../shared/fixtures through the Python API: the model made with
+"""Every golden Keras case of ../shared/fixtures (and of ../shared/fixtures-rnn: GRU,
+Bidirectional, Masking, Embedding) through the Python API: the model made with
 the Keras-named layers, the fixture's weights set with set_weights, the output, ten
 train_on_batch steps with Adam and with SGD (losses and get_weights against the fixture's
 trained weights), and the case's model.keras read with load_model.
@@ -12,25 +13,41 @@ import pytest
 
 import stacklstm
 from stacklstm import layers, losses, optimizers
-from conftest import FIXTURES, fixture_cases, keras_weights, load_case, tensor
+from conftest import FIXTURES, RNN_FIXTURES, fixture_cases, keras_weights, load_case, tensor
 
 CASES = fixture_cases()
+RNN_CASES = fixture_cases(RNN_FIXTURES)
+ALL = [(FIXTURES, c) for c in CASES] + [(RNN_FIXTURES, c) for c in RNN_CASES]
+IDS = [f"{d.name}/{c}" for d, c in ALL]
+
+
+def recurrent(spec):
+    cls = {"lstm": layers.LSTM, "gru": layers.GRU}[spec["type"]]
+    opts = {k: v for k, v in spec.items() if k not in ("type", "units")}
+    return cls(spec["units"], **opts)
+
+
+def make_layer(spec):
+    t = spec["type"]
+    if t in ("lstm", "gru"):
+        return recurrent(spec)
+    if t == "bidirectional":
+        return layers.Bidirectional(recurrent(spec["layer"]), merge_mode=spec["merge_mode"])
+    if t == "dense":
+        return layers.Dense(spec["units"], activation=spec["activation"])
+    if t == "masking":
+        return layers.Masking(mask_value=spec["mask_value"])
+    if t == "embedding":
+        return layers.Embedding(spec["input_dim"], spec["output_dim"],
+                                mask_zero=spec["mask_zero"])
+    raise AssertionError(f"unknown layer {spec}")
 
 
 def build(case):
     m = case["model"]
     model = stacklstm.Sequential([stacklstm.Input(shape=tuple(m["input_shape"]))])
     for spec in m["layers"]:
-        if spec["type"] == "lstm":
-            model.add(layers.LSTM(
-                spec["units"], return_sequences=spec["return_sequences"],
-                activation=spec["activation"],
-                recurrent_activation=spec["recurrent_activation"],
-                use_bias=spec["use_bias"], unit_forget_bias=spec["unit_forget_bias"]))
-        elif spec["type"] == "dense":
-            model.add(layers.Dense(spec["units"], activation=spec["activation"]))
-        else:
-            raise AssertionError(f"unknown layer {spec}")
+        model.add(make_layer(spec))
     model.set_weights(keras_weights(case["weights"]))
     return model
 
@@ -52,11 +69,12 @@ def optimizer_of(cfg):
 
 def test_every_fixture_case_is_here():
     assert len(CASES) >= 8, CASES
+    assert len(RNN_CASES) >= 9, RNN_CASES
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_output(name):
-    case = load_case(name)
+@pytest.mark.parametrize("folder, name", ALL, ids=IDS)
+def test_output(folder, name):
+    case = load_case(name, folder)
     model = build(case)
     y = model.predict(tensor(case["input"]), verbose=0)
     want = tensor(case["output"])
@@ -64,10 +82,10 @@ def test_output(name):
     assert np.max(np.abs(y - want)) <= 1e-5
 
 
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("folder, name", ALL, ids=IDS)
 @pytest.mark.parametrize("run", ["train", "train_sgd"])
-def test_ten_train_on_batch_steps(name, run):
-    case = load_case(name)
+def test_ten_train_on_batch_steps(folder, name, run):
+    case = load_case(name, folder)
     rec = case[run]
     model = build(case)
     model.compile(optimizer=optimizer_of(rec["optimizer"]), loss=loss_of(case))
@@ -83,23 +101,26 @@ def test_ten_train_on_batch_steps(name, run):
         assert np.max(np.abs(a - b)) <= 1e-4, f"weight {i}"
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_keras_file_loads_and_predicts(name):
-    case = load_case(name)
-    model = stacklstm.load_model(FIXTURES / name / "model.keras")
-    y = model.predict(np.load(FIXTURES / name / "x.npy"), verbose=0)
-    assert np.max(np.abs(y - np.load(FIXTURES / name / "y.npy"))) <= 1e-5
+@pytest.mark.parametrize("folder, name", ALL, ids=IDS)
+def test_keras_file_loads_and_predicts(folder, name):
+    case = load_case(name, folder)
+    model = stacklstm.load_model(folder / name / "model.keras")
+    y = model.predict(np.load(folder / name / "x.npy"), verbose=0)
+    assert np.max(np.abs(y - np.load(folder / name / "y.npy"))) <= 1e-5
     # The same weights, in the same Keras layout and order, as the case lists them.
-    for a, b in zip(model.get_weights(), keras_weights(case["weights"])):
+    want = keras_weights(case["weights"])
+    assert len(model.get_weights()) == len(want)
+    for a, b in zip(model.get_weights(), want):
         np.testing.assert_array_equal(a, b)
-    assert [layer.name for layer in model.layers][0] == "lstm"
+    assert [layer._class_name for layer in model.layers] == [
+        layer._class_name for layer in build(case).layers]
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_keras_weights_h5_loads_into_the_same_architecture(name):
-    case = load_case(name)
+@pytest.mark.parametrize("folder, name", ALL, ids=IDS)
+def test_keras_weights_h5_loads_into_the_same_architecture(folder, name):
+    case = load_case(name, folder)
     model = build(case)
     model.set_weights([np.zeros_like(w) for w in model.get_weights()])
-    model.load_weights(FIXTURES / name / "model.weights.h5")
+    model.load_weights(folder / name / "model.weights.h5")
     y = model.predict(tensor(case["input"]), verbose=0)
     assert np.max(np.abs(y - tensor(case["output"]))) <= 1e-5

@@ -14,7 +14,8 @@ import json
 from . import _native
 
 __all__ = [
-    "Layer", "Input", "InputLayer", "LSTM", "GRU", "Dense", "Dropout", "Embedding", "Masking",
+    "Layer", "Input", "InputLayer", "LSTM", "GRU", "Bidirectional", "Dense", "Dropout",
+    "Embedding", "Masking",
 ]
 
 # Options every Keras layer takes (Keras 3's `Layer.__init__`), beyond a layer's own.
@@ -382,3 +383,37 @@ class Masking(Layer):
 
     def __init__(self, mask_value=0.0, **kwargs):
         super().__init__({"mask_value": mask_value}, kwargs)
+
+
+class Bidirectional(Layer):
+    """Keras' ``Bidirectional`` around an ``LSTM`` or ``GRU``: a forward copy and a backward
+    copy (reading the sequence in reverse) whose outputs are merged (``merge_mode``
+    ``"concat"``, ``"sum"``, ``"mul"`` or ``"ave"``). Weights: the forward layer's, then the
+    backward layer's, each in its own Keras layout."""
+
+    _class_name = "Bidirectional"
+
+    def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None,
+                 **kwargs):
+        if not isinstance(layer, (LSTM, GRU)):
+            raise NotImplementedError(
+                f"Bidirectional: wrapping {type(layer).__name__} is not supported (only LSTM "
+                "and GRU)")
+        if weights is not None:
+            raise NotImplementedError("Bidirectional: weights is not supported (use "
+                                      "set_weights once the model is built)")
+        config = {"layer": {"class_name": layer._class_name, "config": dict(layer._config)},
+                  "merge_mode": merge_mode}
+        if backward_layer is not None:
+            if not isinstance(backward_layer, (LSTM, GRU)):
+                raise NotImplementedError(
+                    f"Bidirectional: a backward {type(backward_layer).__name__} is not "
+                    "supported (only LSTM and GRU)")
+            config["backward_layer"] = {"class_name": backward_layer._class_name,
+                                        "config": dict(backward_layer._config)}
+        if "input_shape" not in kwargs and "batch_input_shape" not in kwargs \
+                and layer._input_shape is not None:
+            kwargs["input_shape"] = layer._input_shape
+        super().__init__(config, kwargs)
+        self.layer = layer
+        self.backward_layer = backward_layer
