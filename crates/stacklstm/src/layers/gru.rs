@@ -1289,7 +1289,7 @@ impl Layer for GruLayer {
 
     /// One ONNX `GRU` operator (opset 14 definition), through the shared
     /// `export_one_direction` (sequence-major layout, the step mask, stateful layers
-    /// refused), with the weights of [`GruLayer::onnx_direction`]. ONNX's gate
+    /// refused), with the weights of `GruLayer::onnx_direction`. ONNX's gate
     /// order z, r, h is Keras', so the kernels are only transposed, to `W [1, 3H, D]` and
     /// `R [1, 3H, H]`. `reset_after` is `linear_before_reset = 1`, whose candidate
     /// `g(x·W_hᵀ + Wb_h + r ⊙ (h_p·R_hᵀ + Rb_h))` is Keras'; the bias rows become

@@ -981,7 +981,7 @@ impl Layer for LstmLayer {
     }
     /// One ONNX `LSTM` operator (opset 14 definition), through the shared
     /// `export_one_direction` (sequence-major layout, the step mask, stateful layers
-    /// refused), with the weights of [`LstmLayer::onnx_direction`].
+    /// refused), with the weights of `LstmLayer::onnx_direction`.
     fn export_onnx(&self, g: &mut dyn OnnxGraph, x: OnnxValue) -> Result<OnnxValue> {
         let spec = &self.spec;
         let what = format!("layer '{}' (LSTM)", self.name);
