@@ -1,8 +1,8 @@
 //! The real `stacklstm` binary on the GRU fixtures (`$STACKLSTM_FIXTURES_RNN`, else
 //! `shared/fixtures-rnn` above the crate): `predict` from every GRU case's `.keras` and
 //! `.weights.h5` files and from the PyTorch `torch.safetensors` files (architecture inferred,
-//! and given with `--arch`), `export` to ONNX, and the refusal of a bidirectional PyTorch
-//! module.
+//! and given with `--arch`), `predict` from the bidirectional PyTorch files, and `export` to
+//! ONNX.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -209,35 +209,45 @@ fn torch_gru_files_take_what_the_state_dict_cannot_say_from_arch() {
     assert!(!out.exists());
 }
 
+/// The bidirectional PyTorch files (`nn.LSTM` / `nn.GRU` with `bidirectional=True`)
+/// reproduce their fixture's `y.npy` with `--arch` (the fixture's `model` object).
+/// `bilstm_concat_stack`'s state_dict also says its architecture (concat, the last layer's
+/// `h_n` into a linear head); `bigru_sum`'s does not (a `sum` merge into a per-timestep
+/// head), and without `--arch` that is a one-line error asking for it and naming the merge.
 #[test]
-fn bidirectional_torch_files_are_refused_clearly() {
+fn predict_reproduces_bidirectional_fixtures_from_torch_files() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = rnn_fixtures_dir();
-    let mut seen = 0;
-    for name in ["bigru_sum", "bilstm_concat_stack"] {
+    for (name, inferred) in [("bilstm_concat_stack", true), ("bigru_sum", false)] {
         let case = dir.join(name);
-        if !case.join("torch.safetensors").is_file() {
-            continue;
+        let file = case.join("torch.safetensors");
+        assert!(file.is_file(), "{}: no torch.safetensors", case.display());
+        let y = npy(&case.join("y.npy"));
+        let arch = model_object_arch(&case, tmp.path());
+        let out = tmp.path().join(format!("{name}.npy"));
+        let got = predict(&case, &file, Some(&arch), &out);
+        let d = max_diff(&got, &y);
+        assert!(d <= 1e-5, "{name} (--arch): max abs diff {d:e}");
+        if inferred {
+            let got = predict(&case, &file, None, &out);
+            let d = max_diff(&got, &y);
+            assert!(d <= 1e-5, "{name} (inferred): max abs diff {d:e}");
+        } else {
+            let never = tmp.path().join(format!("{name}.never.npy"));
+            let err = fails(
+                &run(bin()
+                    .args(["predict", "--model"])
+                    .arg(&file)
+                    .arg("--input")
+                    .arg(case.join("x.npy"))
+                    .arg("--output")
+                    .arg(&never)),
+                "--arch",
+            );
+            assert!(err.contains("a sum, mul or ave merge"), "{err}");
+            assert!(!never.exists());
         }
-        let out = tmp.path().join("y.npy");
-        fails(
-            &run(bin()
-                .args(["predict", "--model"])
-                .arg(case.join("torch.safetensors"))
-                .arg("--input")
-                .arg(case.join("x.npy"))
-                .arg("--output")
-                .arg(&out)),
-            "bidirectional nn.LSTM/nn.GRU: not supported yet",
-        );
-        assert!(!out.exists());
-        seen += 1;
     }
-    assert!(
-        seen > 0,
-        "no bidirectional PyTorch fixture under {}",
-        dir.display()
-    );
 }
 
 /// `export` writes what the library exports for the same model, for GRU models read from

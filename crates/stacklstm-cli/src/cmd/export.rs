@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 /// Arguments of `export`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model file (any format `predict` reads) whose layers are LSTM, GRU, Dense or Dropout.
+    /// Model file (any format `predict` reads) whose layers are LSTM, GRU, Bidirectional, Masking, Dense or Dropout.
     #[arg(long)]
     pub model: PathBuf,
     /// Architecture for weight-only files: a JSON spec or a .keras / native model file [default: none].

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 /// Arguments of `import`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model file to convert: .keras, .weights.h5 (with --arch), a PyTorch state_dict (nn.LSTM, nn.GRU, nn.Linear) or a native file.
+    /// Model file to convert: .keras, .weights.h5 (with --arch), a PyTorch state_dict (nn.LSTM, nn.GRU, also bidirectional; nn.Linear) or a native file.
     #[arg(long)]
     pub model: PathBuf,
     /// Architecture for weight-only files: a JSON spec or a .keras / native model file [default: none].

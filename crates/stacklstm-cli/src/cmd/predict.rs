@@ -22,7 +22,7 @@ use stacklstm::Model;
 /// Arguments of `predict`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model file: native .safetensors, .keras, .weights.h5 (with --arch) or a PyTorch state_dict (nn.LSTM, nn.GRU, nn.Linear).
+    /// Model file: native .safetensors, .keras, .weights.h5 (with --arch) or a PyTorch state_dict (nn.LSTM, nn.GRU, also bidirectional; nn.Linear).
     #[arg(long)]
     pub model: PathBuf,
     /// Architecture for weight-only files: a JSON spec or a .keras / native model file [default: none].

@@ -78,12 +78,14 @@ pub struct LoadedModel {
 /// Written as JSON: the [`Sequential`] spec, where `name` and `seed` may be left out and each
 /// layer takes Keras' defaults for the options it does not give. For a PyTorch file a layer
 /// may name its module with `"from"` (an `nn.LSTM` or `nn.GRU` with `num_layers > 1` feeds
-/// that many consecutive LSTM or GRU layers naming it):
+/// that many consecutive LSTM or GRU layers naming it; a bidirectional one as many
+/// Bidirectional layers, whose `"from"` may also sit in the wrapped `"layer"`):
 ///
 /// ```json
 /// {"input_shape": [7, 5],
 ///  "layers": [{"type": "lstm", "units": 6, "return_sequences": true, "from": "lstm0"},
-///             {"type": "lstm", "units": 5, "return_sequences": true, "from": "lstm1"},
+///             {"type": "bidirectional", "merge_mode": "sum", "from": "bi",
+///              "layer": {"type": "gru", "units": 5, "return_sequences": true}},
 ///             {"type": "dense", "units": 4, "from": "dense0"}]}
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -119,14 +121,27 @@ impl Arch {
         obj.entry("seed").or_insert_with(|| 0.into());
         let mut sources = Vec::new();
         if let Some(layers) = obj.get_mut("layers").and_then(Value::as_array_mut) {
-            for l in layers {
-                let from = l.as_object_mut().and_then(|o| o.remove("from"));
-                sources.push(match from {
-                    None | Some(Value::Null) => None,
-                    Some(Value::String(s)) => Some(s),
-                    Some(other) => {
-                        return Err(bad(format!("'from' must be a string, got {other}")))
+            for (k, l) in layers.iter_mut().enumerate() {
+                let Some(o) = l.as_object_mut() else {
+                    sources.push(None);
+                    continue;
+                };
+                let from = from_string(o.remove("from")).map_err(&bad)?;
+                // A wrapper's module may be named on its wrapped layer too.
+                let inner = o
+                    .get_mut("layer")
+                    .and_then(Value::as_object_mut)
+                    .map(|w| from_string(w.remove("from")))
+                    .transpose()
+                    .map_err(&bad)?
+                    .flatten();
+                sources.push(match (from, inner) {
+                    (Some(a), Some(b)) if a != b => {
+                        return Err(bad(format!(
+                            "layer #{k} names module '{a}' and its wrapped layer module '{b}'; give one"
+                        )))
                     }
+                    (a, b) => a.or(b),
                 });
             }
         }
@@ -165,6 +180,15 @@ impl Arch {
             return arch_from_toml(&text, &path.display().to_string());
         }
         Arch::from_json(&text, &path.display().to_string())
+    }
+}
+
+/// The module a layer's `"from"` names.
+fn from_string(v: Option<Value>) -> std::result::Result<Option<String>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(format!("'from' must be a string, got {other}")),
     }
 }
 

@@ -33,8 +33,10 @@
 //! `lib.rs` (as for `Lstm`) is an optional shortcut.
 //!
 //! The PyTorch import (`io::torch`) is the one place that still names kinds: it maps
-//! `nn.LSTM` / `nn.GRU` / `nn.Linear` tensors onto LSTM, GRU and Dense specs (converting
-//! PyTorch's gate order and layouts to Keras'; Dropout takes none) and refuses any other
+//! `nn.LSTM` / `nn.GRU` / `nn.Linear` tensors onto LSTM, GRU and Dense specs, and each
+//! sub-layer of a bidirectional `nn.LSTM` / `nn.GRU` onto a Bidirectional spec around an
+//! LSTM or GRU (its `_reverse` tensors the backward copy), converting PyTorch's gate order
+//! and layouts to Keras' (Dropout takes none), and refuses any other
 //! kind in an architecture with an error, so a new layer is not importable from a PyTorch
 //! `state_dict` until a mapping is written there. The gate-block helpers
 //! (`permute_gate_blocks`, `transpose`) below serve it and the recurrent layers' ONNX hooks.
