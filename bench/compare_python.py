@@ -82,7 +82,7 @@ def main():
             [args.torch_python, os.path.join(peers, "bench_torch.py"), "--out", out,
              "--workloads", w, *common], out, env),
         "stacklstm": lambda w, out: run(
-            [args.stacklstm, "bench", "--workload", w, "--workloads", wl, "--repeats", "1",
+            [args.stacklstm, "bench", "--workloads", w, "--workloads-json", wl, "--repeats", "1",
              "--scale", str(args.scale), "--json", "--out", out], out, env),
     }
     names = [n for n in args.workloads.split(",") if n]
