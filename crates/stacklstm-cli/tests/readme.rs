@@ -8,7 +8,8 @@
 //! - `cargo run --release -- ARGS` runs `stacklstm ARGS`; for the demo, the lines of the
 //!   README's demo output without a decimal number must be in what it printed.
 //! - `cargo run ... --example NAME` names an example that `crates/stacklstm/tests/examples.rs`
-//!   runs, and `bash scripts/X.sh` a script that exists and parses.
+//!   runs, and `bash scripts/X.sh` a script that exists and parses; `pip install .` is how
+//!   `scripts/python-tests.sh` installs the Python package it tests.
 //! - The command list names exactly the commands of `stacklstm --help`, each with a `--help`.
 //!
 //! Any other command in a ```sh or ```text block fails the test until it is covered here.
@@ -333,6 +334,20 @@ fn every_cargo_and_script_command_is_covered() {
                     if !examples.contains(&format!("name: \"{name}\"")) {
                         problems.push(format!(
                             "{cmd}: crates/stacklstm/tests/examples.rs does not run it"
+                        ));
+                    }
+                }
+                ["pip", "install", "."] => {
+                    // The Python tests install the package this very way (into their venv)
+                    // before running: scripts/python-tests.sh.
+                    let script = std::fs::read_to_string(repo().join("scripts/python-tests.sh"))
+                        .unwrap_or_default();
+                    let builds = repo().join("pyproject.toml").is_file()
+                        && script.contains("-m pip install")
+                        && script.contains("--force-reinstall . >&2");
+                    if !builds {
+                        problems.push(format!(
+                            "{cmd}: scripts/python-tests.sh does not install the package with it"
                         ));
                     }
                 }

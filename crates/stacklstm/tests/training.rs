@@ -555,3 +555,61 @@ fn predict_in_batches_of_any_size_equals_one_call() {
     }
     assert!(m.predict_batched(&x, 0).is_err());
 }
+
+#[test]
+fn on_epoch_begin_runs_before_each_epoch_and_can_set_the_learning_rate() {
+    // Records the calls in order and halves the learning rate at every epoch start.
+    struct Events(Arc<Mutex<Vec<String>>>);
+    impl Callback for Events {
+        fn on_epoch_begin(&mut self, t: &mut Trainer, epoch: usize) -> stacklstm::Result<()> {
+            let lr = t.optimizer().config.learning_rate;
+            t.optimizer_mut().set_learning_rate(lr / 2.0);
+            self.0.lock().unwrap().push(format!("begin {epoch}"));
+            Ok(())
+        }
+        fn on_batch_end(&mut self, epoch: usize, batch: usize, _: f64) -> stacklstm::Result<()> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("batch {epoch}.{batch}"));
+            Ok(())
+        }
+        fn on_epoch_end(
+            &mut self,
+            _: &mut Trainer,
+            logs: &EpochLogs,
+        ) -> stacklstm::Result<Control> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("end {} lr {}", logs.epoch, logs.learning_rate));
+            Ok(Control::Continue)
+        }
+    }
+    let (x, y) = sine_data(16, 20);
+    let mut m = sine_model(3).compile(Loss::Mse, Sgd::new(0.4)).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    m.fit(
+        &x,
+        &y,
+        Fit::new()
+            .epochs(3)
+            .initial_epoch(1)
+            .batch_size(8)
+            .callback(Events(seen.clone())),
+    )
+    .unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "begin 1",
+            "batch 1.0",
+            "batch 1.1",
+            "end 1 lr 0.2",
+            "begin 2",
+            "batch 2.0",
+            "batch 2.1",
+            "end 2 lr 0.1",
+        ]
+    );
+}

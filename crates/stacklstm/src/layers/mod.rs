@@ -398,15 +398,16 @@ impl State {
 }
 
 /// A layer's forward cache (and, after backward, its scratch). Any `'static` type that is
-/// `Debug + Send` is one.
-pub trait Cache: Any + fmt::Debug + Send {
+/// `Debug + Send + Sync` is one (caches are plain buffers; `Sync` makes a `Trainer`
+/// shareable by reference, as a Python object holding one must be).
+pub trait Cache: Any + fmt::Debug + Send + Sync {
     /// `self` as `Any`, to downcast to the layer's own type.
     fn as_any(&self) -> &dyn Any;
     /// `self` as mutable `Any`.
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
-impl<T: Any + fmt::Debug + Send> Cache for T {
+impl<T: Any + fmt::Debug + Send + Sync> Cache for T {
     fn as_any(&self) -> &dyn Any {
         self
     }

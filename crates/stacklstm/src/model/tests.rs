@@ -185,7 +185,7 @@ fn many_threads_predict_at_once_with_the_same_results() {
     fn send_sync<T: Send + Sync>() {}
     fn send<T: Send>() {}
     send_sync::<Model>();
-    send::<crate::Trainer>();
+    send_sync::<crate::Trainer>();
     send::<crate::Fit>();
     let m = Sequential::new()
         .input_shape(12, 3)

@@ -77,6 +77,14 @@ pub trait Callback: Send {
     fn on_train_begin(&mut self, _info: &TrainInfo) -> Result<()> {
         Ok(())
     }
+    /// Before each epoch's first batch (after the epoch's shuffle), with the 0-based epoch:
+    /// Keras' `on_epoch_begin`, e.g. to set the learning rate of the epoch.
+    ///
+    /// # Errors
+    /// An error aborts training.
+    fn on_epoch_begin(&mut self, _trainer: &mut Trainer, _epoch: usize) -> Result<()> {
+        Ok(())
+    }
     /// After each batch, with the batch's loss.
     ///
     /// # Errors

@@ -75,6 +75,9 @@ impl Trainer {
         'epochs: for epoch in run.initial_epoch..run.epochs {
             let start = Instant::now();
             src.begin(self, epoch);
+            for cb in &mut run.callbacks {
+                cb.on_epoch_begin(self, epoch)?;
+            }
             let mut acc = Accum::default();
             let first = if epoch == run.initial_epoch {
                 run.initial_batch

@@ -15,6 +15,8 @@ pub enum Metric {
     Mae,
     /// Root mean squared error.
     Rmse,
+    /// Mean squared error (the value of the `mse` loss, as a metric beside another loss).
+    Mse,
     /// Fraction of correct predictions: argmax for several classes (sparse or one-hot
     /// targets), a 0.5 threshold (0 for logits) for a single output.
     Accuracy,
@@ -23,11 +25,12 @@ pub enum Metric {
 }
 
 impl Metric {
-    /// Keras name (`mae`, `rmse`, `accuracy`, `perplexity`).
+    /// Keras name (`mae`, `rmse`, `mse`, `accuracy`, `perplexity`).
     pub fn name(self) -> &'static str {
         match self {
             Metric::Mae => "mae",
             Metric::Rmse => "rmse",
+            Metric::Mse => "mse",
             Metric::Accuracy => "accuracy",
             Metric::Perplexity => "perplexity",
         }
@@ -41,12 +44,13 @@ impl Metric {
         Ok(match s {
             "mae" => Metric::Mae,
             "rmse" => Metric::Rmse,
+            "mse" => Metric::Mse,
             "accuracy" | "acc" => Metric::Accuracy,
             "perplexity" | "ppl" => Metric::Perplexity,
             other => {
                 return Err(Error::UnsupportedFormat {
                     found: format!("metric '{other}'"),
-                    supported: "mae, rmse, accuracy, perplexity".into(),
+                    supported: "mae, rmse, mse, accuracy, perplexity".into(),
                 })
             }
         })
@@ -68,11 +72,13 @@ impl Metric {
                 "metric perplexity needs a cross-entropy loss, not {}",
                 loss.name()
             ))),
-            Metric::Mae | Metric::Rmse if loss.sparse_targets() => Err(Error::config(format!(
-                "metric {} compares values, but {} targets are class ids",
-                self.name(),
-                loss.name()
-            ))),
+            Metric::Mae | Metric::Rmse | Metric::Mse if loss.sparse_targets() => {
+                Err(Error::config(format!(
+                    "metric {} compares values, but {} targets are class ids",
+                    self.name(),
+                    loss.name()
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -162,6 +168,7 @@ impl Accum {
         match m {
             Metric::Mae => self.abs_sum / self.elems.max(1) as f64,
             Metric::Rmse => (self.sq_sum / self.elems.max(1) as f64).sqrt(),
+            Metric::Mse => self.sq_sum / self.elems.max(1) as f64,
             Metric::Accuracy => self.correct as f64 / self.rows.max(1) as f64,
             Metric::Perplexity => self.loss().exp(),
         }
@@ -171,6 +178,10 @@ impl Accum {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sce_loss() -> Loss {
+        Loss::SparseCategoricalCrossentropy { from_logits: true }
+    }
 
     #[test]
     fn values_by_hand() {
@@ -185,6 +196,9 @@ mod tests {
         );
         assert!((a.value(Metric::Mae) - 1.5).abs() < 1e-12);
         assert!((a.value(Metric::Rmse) - 2.5f64.sqrt()).abs() < 1e-12);
+        assert!((a.value(Metric::Mse) - 2.5).abs() < 1e-12);
+        assert_eq!(Metric::from_name("mse").unwrap(), Metric::Mse);
+        assert!(Metric::Mse.check(sce_loss()).is_err());
         assert!((a.loss() - 2.5).abs() < 1e-12);
         let mut s = Accum::default();
         let sce = Loss::SparseCategoricalCrossentropy { from_logits: true };
