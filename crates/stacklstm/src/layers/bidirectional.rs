@@ -552,14 +552,15 @@ fn show(v: Option<&Value>) -> String {
 }
 
 /// Forward FLOPs of the two copies together from which they run on two threads: the
-/// batch split's threshold (`model/exec.rs`, measured there to pay from about 8 MFLOP),
-/// for the same kind of split (two independent halves of the work, joined once).
-/// Measured here with LSTM and GRU copies at batch 1 on this project's shared 2-core
-/// machine under load (load average about 4), threaded against one thread, best of 7
-/// interleaved rounds: a join costs about 13 µs, so threading lost below ~1 MFLOP per copy
-/// (x0.2-0.8); from 4 to 28 MFLOP per copy it was within noise for inference (x0.85-1.0)
-/// and x0.9-1.2 for training steps, the second core being mostly taken by other processes.
-/// It never changes results: each copy's work is the same threaded or not.
+/// batch split's threshold (`model/exec.rs`; measured on a quiet machine to pay from about
+/// 8 MFLOP, see `docs/performance.md`), for the same kind of split: two independent halves
+/// of the work, joined once. Measured here with LSTM and GRU copies at batch 1 (threaded
+/// against one thread, best of 7 interleaved rounds) on this project's shared 2-core
+/// machine, whose second core other processes kept busy throughout (load average 1.2-5):
+/// a join costs about 13 µs, so threading lost below ~1 MFLOP per copy (x0.2-0.8); from 2
+/// to 28 MFLOP per copy it stayed within noise (x0.9-1.1, inference and training steps),
+/// as did the batch split itself in the same runs (x0.7-1.0 at batch 2). The threaded and
+/// the one-thread runs give the same bits: each copy's work is the same either way.
 const MIN_FLOPS: usize = 8_000_000;
 
 /// A built Bidirectional layer: two built copies of the wrapped layer.
