@@ -613,3 +613,42 @@ fn on_epoch_begin_runs_before_each_epoch_and_can_set_the_learning_rate() {
         ]
     );
 }
+
+/// Keras 3's EarlyStopping rule: training stops at the `patience`-th epoch in a row without
+/// improvement (Keras' `wait >= patience`), not one later; patience 0 stops at the first.
+#[test]
+fn early_stopping_stops_after_patience_epochs_without_improvement_as_keras() {
+    use stacklstm::train::{Callback, Control, EpochLogs, TrainInfo};
+    let m = sine_model(3);
+    let mut trainer = m.compile(Loss::Mse, Adam::new(0.01)).unwrap();
+    // val_loss improves at epochs 0 and 1, then never again.
+    let vals = [1.0, 0.9, 0.95, 0.96, 0.97, 0.98, 0.99];
+    for (patience, stop_at) in [(0usize, 2usize), (1, 2), (2, 3), (3, 4)] {
+        let mut es = EarlyStopping::new("val_loss").patience(patience);
+        let info = TrainInfo {
+            epochs: vals.len(),
+            initial_epoch: 0,
+            batches: 1,
+            samples: 1,
+        };
+        es.on_train_begin(&info).unwrap();
+        let mut stopped = None;
+        for (epoch, &v) in vals.iter().enumerate() {
+            let logs = EpochLogs {
+                epoch,
+                loss: v,
+                val_loss: Some(v),
+                metrics: Default::default(),
+                val_metrics: Default::default(),
+                learning_rate: 0.01,
+                seconds: 0.0,
+            };
+            if es.on_epoch_end(&mut trainer, &logs).unwrap() == Control::Stop {
+                stopped = Some(epoch);
+                break;
+            }
+        }
+        assert_eq!(stopped, Some(stop_at), "patience {patience}");
+        assert_eq!(es.stopped_epoch, Some(stop_at));
+    }
+}

@@ -230,8 +230,10 @@ impl Callback for EarlyStopping {
             }
             return Ok(Control::Continue);
         }
+        // Keras 3 counts this epoch in `wait` and stops once `wait >= patience`: `patience`
+        // epochs without improvement, the last of them included.
         self.wait += 1;
-        if self.wait > self.patience {
+        if self.wait >= self.patience {
             self.stopped_epoch = Some(logs.epoch);
             if let Some(w) = &self.best_weights {
                 trainer.set_weights(w)?;
