@@ -176,15 +176,27 @@ fn train_arrays_masks_padded_sequences_wherever_the_padding_is() {
         "frac.npy",
         ndarray::Array1::<f32>::from_elem(n, 0.5).into_dyn(),
     );
-    for (y, loss, needle) in [
+    let mut xnan = x.clone();
+    xnan[[5, 1, 0]] = f32::NAN;
+    save("xnan.npy", xnan.into_dyn());
+    for (xf, y, loss, needle) in [
         (
+            "x.npy",
             "short.npy",
             "mse",
             "short.npy has 7 samples but x.npy has 120",
         ),
-        ("frac.npy", "sparse-ce", "is not a class id"),
+        ("x.npy", "frac.npy", "sparse-ce", "is not a class id"),
+        (
+            "xnan.npy",
+            "y.npy",
+            "mse",
+            "xnan.npy: sample 5, timestep 1, feature 0 (0-based) is NaN",
+        ),
+        ("nope.npy", "y.npy", "mse", "nope.npy"),
     ] {
         let mut args = base.to_vec();
+        args[3] = xf;
         args.extend(["--y", y, "--loss", loss, "--out", "bad.safetensors"]);
         let out = run(&args);
         let err = String::from_utf8_lossy(&out.stderr);

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use ndarray::{s, Array3, ArrayD, Axis, Ix3};
 use serde_json::json;
 use stacklstm::data::prep::Preprocessing;
@@ -65,8 +65,7 @@ impl From<ArraysLoss> for Loss {
 /// Runs `train arrays`.
 pub fn run(a: &Args) -> Result<()> {
     let c = &a.common;
-    let x =
-        stacklstm::data::read_npy(&a.x).with_context(|| format!("reading {}", a.x.display()))?;
+    let x = stacklstm::data::read_npy(&a.x)?;
     let xs = x.shape().to_vec();
     let x: Array3<f32> = x.into_dimensionality::<Ix3>().map_err(|_| {
         anyhow::anyhow!(
@@ -74,11 +73,36 @@ pub fn run(a: &Args) -> Result<()> {
             a.x.display()
         )
     })?;
-    let y =
-        stacklstm::data::read_npy(&a.y).with_context(|| format!("reading {}", a.y.display()))?;
+    let y = stacklstm::data::read_npy(&a.y)?;
     let (n, t, f) = x.dim();
     if n == 0 || t == 0 || f == 0 {
         bail!("{}: shape {xs:?} holds no samples", a.x.display());
+    }
+    // Named by its index in the file (training sees shuffled batches).
+    if let Some(((i, s, k), v)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        bail!(
+            "{}: sample {i}, timestep {s}, feature {k} (0-based) is {v}; inputs must be finite (pad with --mask-value instead)",
+            a.x.display()
+        );
+    }
+    if let Some((i, v)) = y.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        bail!(
+            "{}: value {v} at flat index {i} is not finite",
+            a.y.display()
+        );
+    }
+    // Named by its index in the file (training sees shuffled batches).
+    if let Some(((i, s, k), v)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        bail!(
+            "{}: sample {i}, timestep {s}, feature {k} (0-based) is {v}; inputs must be finite (pad with --mask-value instead)",
+            a.x.display()
+        );
+    }
+    if let Some((i, v)) = y.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        bail!(
+            "{}: value {v} at flat index {i} is not finite",
+            a.y.display()
+        );
     }
     if y.shape().first() != Some(&n) {
         bail!(
